@@ -1,0 +1,148 @@
+//! Command line and environment. Every flag can also come from a `WXTOKEN_*` variable, which is how
+//! the systemd units configure wxtoken; the secret is deliberately NOT one of them (argv and the
+//! environment are visible to other processes and end up in logs).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_OUT: &str = "/var/lib/wxtoken/access_token.json";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wxtoken",
+    version,
+    about = "Keeps one WeChat / WeCom access token fresh in a file that local apps read",
+    after_help = "Exit status: 0 ok, 2 usage, 73 output not writable, 75 temporary failure \
+                  (try again), 78 configuration error (an admin must act)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Api {
+    /// POST /cgi-bin/stable_token (normal mode): every caller gets the same token; recommended.
+    Stable,
+    /// GET /cgi-bin/token: every fetch issues a new token and retires the old one after 5 minutes.
+    Legacy,
+    /// GET /cgi-bin/gettoken on the WeCom host; --appid is the corpid, the secret the corpsecret.
+    Wecom,
+}
+
+impl Api {
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Stable => "stable",
+            Api::Legacy => "legacy",
+            Api::Wecom => "wecom",
+        }
+    }
+
+    pub fn default_bases(self) -> &'static [&'static str] {
+        match self {
+            Api::Stable | Api::Legacy => {
+                &["https://api.weixin.qq.com", "https://api2.weixin.qq.com"]
+            }
+            Api::Wecom => &["https://qyapi.weixin.qq.com"],
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// AppID of the Official Account / Mini Program (WeCom: the corpid).
+    #[arg(long, env = "WXTOKEN_APPID")]
+    pub appid: Option<String>,
+
+    /// File holding the AppSecret (WeCom: the corpsecret). Default:
+    /// $CREDENTIALS_DIRECTORY/wxtoken-secret when it exists (systemd LoadCredential=).
+    #[arg(long, env = "WXTOKEN_SECRET_FILE", value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Token file to write; repeat (or comma-separate in the variable) for more. The format follows
+    /// the extension: .json (the contract), .php (returns an array), .txt (the token alone).
+    #[arg(long = "out", env = "WXTOKEN_OUT", value_name = "PATH", value_delimiter = ',',
+          default_value = DEFAULT_OUT)]
+    pub outs: Vec<PathBuf>,
+
+    /// Which token API to call.
+    #[arg(long, env = "WXTOKEN_API", value_enum, default_value_t = Api::Stable)]
+    pub api: Api,
+
+    /// Base URLs, comma-separated, tried in order when one is unreachable or fails
+    /// [default: https://api.weixin.qq.com,https://api2.weixin.qq.com; wecom: https://qyapi.weixin.qq.com]
+    #[arg(
+        long,
+        env = "WXTOKEN_API_BASE",
+        value_name = "URL[,URL...]",
+        value_delimiter = ','
+    )]
+    pub api_base: Vec<String>,
+
+    /// Refresh when fewer than this many seconds of validity remain.
+    #[arg(long, env = "WXTOKEN_MARGIN", value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=7000))]
+    pub margin: u64,
+
+    /// Refresh even when the file is still fresh.
+    #[arg(long, env = "WXTOKEN_FORCE")]
+    pub force: bool,
+
+    /// Limit for one HTTP request (connect, TLS, whole response).
+    #[arg(long, env = "WXTOKEN_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
+
+    /// Upper bound for the whole run: lock wait, retries and fallback bases included.
+    #[arg(long, env = "WXTOKEN_MAX_TIME", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_time: u64,
+
+    /// How many times a failed round over all base URLs is repeated (with backoff).
+    #[arg(long, env = "WXTOKEN_RETRIES", value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
+
+    /// Extra trusted CA certificates (PEM), e.g. a TLS-inspecting proxy's; added to the system's.
+    #[arg(long, env = "WXTOKEN_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Mode of the written files, in octal.
+    #[arg(long, env = "WXTOKEN_MODE", value_name = "OCTAL", default_value = "0640",
+          value_parser = parse_mode)]
+    pub mode: u32,
+
+    /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
+    #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("'{s}' is not an octal mode like 0640"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "'{s}' has bits beyond 0777; give permission bits only, like 0640"
+        ));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "'{s}' must let the owner read and write (0600 at least)"
+        ));
+    }
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "'{s}' would let anyone overwrite the token; use 0640"
+        ));
+    }
+    Ok(mode)
+}

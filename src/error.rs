@@ -1,0 +1,63 @@
+//! One error type for the whole run. Its kind decides the exit status, so systemd (and an admin's
+//! script) can tell "try again later" from "a human must fix something" from "cannot write".
+
+use std::fmt;
+
+/// The sysexits.h codes wxtoken uses; `main` maps them to the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// EX_CANTCREAT: the output (or its lock / temp file) cannot be written. The old file is intact.
+    CantCreate,
+    /// EX_TEMPFAIL: network trouble, WeChat busy or over quota, a reply that failed validation.
+    /// The next run (or systemd's `Restart=on-failure`) may succeed without anyone acting.
+    TempFail,
+    /// EX_CONFIG: something only an admin can fix (secret, appid, IP whitelist, file modes).
+    Config,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Kind::CantCreate => 73,
+            Kind::TempFail => 75,
+            Kind::Config => 78,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn config(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Config,
+            message: message.into(),
+        }
+    }
+    pub fn temp(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::TempFail,
+            message: message.into(),
+        }
+    }
+    pub fn cant_create(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::CantCreate,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

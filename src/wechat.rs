@@ -1,0 +1,491 @@
+//! The WeChat / WeCom HTTP client: endpoints, response validation, errcode classification,
+//! retries over the base URLs.
+//!
+//! WeChat answers errors with HTTP 200 and an `errcode` body, often as `text/plain`, so bodies are
+//! parsed as JSON whatever the Content-Type and the decision is made on `errcode`, never on
+//! `errmsg` (it carries a variable `rid:` suffix).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, warn};
+use serde_json::{Map, Value};
+use ureq::Agent;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::cli::Api;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+
+/// WeChat bodies are 100-200 bytes; anything this large is not a token answer.
+pub const MAX_BODY: u64 = 64 * 1024;
+/// WeChat says to reserve 512 characters; allow twice that, refuse anything longer.
+pub const MAX_TOKEN_LEN: usize = 1024;
+pub const MAX_EXPIRES_IN: u64 = 86_400;
+
+/// A token (or ticket) as WeChat handed it out, already validated.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub value: String,
+    pub expires_in: u64,
+}
+
+/// Tokens and tickets end up inside PHP source, shell command lines and URLs: only characters
+/// that are inert in all of them are accepted (real tokens use `[A-Za-z0-9_-]`).
+pub fn validate_token(token: &str) -> std::result::Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".into());
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(format!(
+            "it is {} bytes long (at most {MAX_TOKEN_LEN})",
+            token.len()
+        ));
+    }
+    if let Some(c) = token
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.~+/=".contains(*c)))
+    {
+        return Err(format!("it contains the character {c:?}"));
+    }
+    Ok(())
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One API call, described without its base URL. `shown` is what logs and errors may print: the
+/// path without the query, which for the legacy and WeCom APIs holds the secret.
+pub struct Call {
+    pub shown: &'static str,
+    pub path_and_query: String,
+    pub json_body: Option<String>,
+}
+
+/// What the admin is told alongside an errcode.
+pub struct Context<'a> {
+    pub appid: &'a str,
+    pub api: Api,
+    pub secret_source: &'a str,
+}
+
+enum Attempt {
+    Answer(Map<String, Value>),
+    /// Transient: the next base URL or round may succeed.
+    Retry(String),
+    /// Final: retrying cannot help within this run.
+    Stop(Error),
+}
+
+pub struct Client {
+    agent: Agent,
+    bases: Vec<String>,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl Client {
+    pub fn new(
+        bases: Vec<String>,
+        timeout: Duration,
+        retries: u32,
+        ca_file: Option<&Path>,
+    ) -> Result<Client> {
+        let config = Agent::config_builder()
+            // Errors are classified from status and body here, not by the client.
+            .http_status_as_error(false)
+            // A redirect is not WeChat: never follow one (it could lead the secret elsewhere).
+            .max_redirects(0)
+            .user_agent(concat!("wxtoken/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(root_certs(ca_file)?)
+                    .build(),
+            )
+            .build();
+        Ok(Client {
+            agent: config.into(),
+            bases,
+            timeout,
+            retries,
+        })
+    }
+
+    /// Fetches an access token with the configured API.
+    pub fn fetch_token(
+        &self,
+        ctx: &Context<'_>,
+        secret: &str,
+        deadline: &Deadline,
+    ) -> Result<Grant> {
+        let call = match ctx.api {
+            Api::Stable => Call {
+                shown: "POST /cgi-bin/stable_token",
+                path_and_query: "/cgi-bin/stable_token".into(),
+                json_body: Some(
+                    serde_json::json!({
+                        "grant_type": "client_credential",
+                        "appid": ctx.appid,
+                        "secret": secret,
+                        "force_refresh": false,
+                    })
+                    .to_string(),
+                ),
+            },
+            Api::Legacy => Call {
+                shown: "GET /cgi-bin/token",
+                path_and_query: format!(
+                    "/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+                    url_encode(ctx.appid),
+                    url_encode(secret)
+                ),
+                json_body: None,
+            },
+            Api::Wecom => Call {
+                shown: "GET /cgi-bin/gettoken",
+                path_and_query: format!(
+                    "/cgi-bin/gettoken?corpid={}&corpsecret={}",
+                    url_encode(ctx.appid),
+                    url_encode(secret)
+                ),
+                json_body: None,
+            },
+        };
+        self.fetch_grant(&call, "access_token", ctx, deadline)
+    }
+
+    /// Calls until an answer carries a valid `field` + `expires_in`, a final error, or the end of
+    /// the retry rounds / the deadline.
+    pub fn fetch_grant(
+        &self,
+        call: &Call,
+        field: &str,
+        ctx: &Context<'_>,
+        deadline: &Deadline,
+    ) -> Result<Grant> {
+        let mut last =
+            String::from("no attempt was made: the run's time budget (--max-time) was used up");
+        let mut backoff = Duration::from_secs(1);
+        for round in 0..=self.retries {
+            if round > 0 {
+                if deadline.exhausted() {
+                    break;
+                }
+                debug!(
+                    "waiting {} s before round {} of {}",
+                    backoff.as_secs(),
+                    round + 1,
+                    self.retries + 1
+                );
+                deadline.sleep(backoff);
+                backoff *= 2;
+            }
+            for base in &self.bases {
+                if deadline.exhausted() {
+                    break;
+                }
+                let shown = format!("{} on {base}", call.shown);
+                let outcome = match self.request(base, call, deadline) {
+                    Attempt::Answer(obj) => interpret(obj, field, ctx),
+                    other => other,
+                };
+                match outcome {
+                    Attempt::Answer(obj) => return grant_from(&obj, field).map_err(Error::temp),
+                    Attempt::Stop(e) => return Err(e),
+                    Attempt::Retry(why) => {
+                        warn!("{shown}: {why}");
+                        last = format!("{shown}: {why}");
+                    }
+                }
+            }
+        }
+        Err(Error::temp(format!(
+            "could not get a {field} for appid {} after {} round(s) over {} base URL(s); last error: {last}. \
+             Nothing was written; the next run will try again",
+            ctx.appid,
+            self.retries + 1,
+            self.bases.len()
+        )))
+    }
+
+    fn request(&self, base: &str, call: &Call, deadline: &Deadline) -> Attempt {
+        let url = format!("{}{}", base.trim_end_matches('/'), call.path_and_query);
+        let timeout = Some(self.timeout.min(deadline.remaining()));
+        let sent = match &call.json_body {
+            Some(body) => self
+                .agent
+                .post(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .header("Content-Type", "application/json")
+                .send(body.as_str()),
+            None => self
+                .agent
+                .get(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .call(),
+        };
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let body = match response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+        {
+            Ok(b) => b,
+            Err(ureq::Error::BodyExceedsLimit(_)) => {
+                return Attempt::Retry(format!("HTTP {status} with a body over {MAX_BODY} bytes"));
+            }
+            Err(e) => {
+                return Attempt::Retry(format!("HTTP {status}, body unreadable: {}", describe(&e)));
+            }
+        };
+        if status != 200 {
+            return Attempt::Retry(format!("HTTP {status} ({} byte body)", body.len()));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Attempt::Retry("HTTP 200 with an empty body".into());
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(obj)) => Attempt::Answer(obj),
+            Ok(_) => Attempt::Retry("the body is JSON but not an object".into()),
+            Err(e) => Attempt::Retry(format!("the body ({} bytes) is not JSON: {e}", body.len())),
+        }
+    }
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!("timed out ({e})"),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!(
+            "TLS failed ({e}); if a TLS-inspecting proxy is in the way, give its CA with --ca-file"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt {
+    let errcode = obj.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+    if errcode != 0 {
+        let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
+        return classify(errcode, errmsg, ctx);
+    }
+    match grant_from(&obj, field) {
+        Ok(_) => Attempt::Answer(obj),
+        Err(why) => Attempt::Retry(why),
+    }
+}
+
+fn grant_from(obj: &Map<String, Value>, field: &str) -> std::result::Result<Grant, String> {
+    let value = match obj.get(field) {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(format!("the answer's {field} is not a string; refused")),
+        None => return Err(format!("the answer has neither {field} nor an errcode")),
+    };
+    validate_token(value).map_err(|why| format!("the {field} WeChat sent is refused: {why}"))?;
+    let expires_in = match obj.get("expires_in").and_then(Value::as_u64) {
+        Some(n) if (1..=MAX_EXPIRES_IN).contains(&n) => n,
+        _ => {
+            return Err(format!(
+                "the answer's expires_in {} is not an integer from 1 to {MAX_EXPIRES_IN}; refused",
+                obj.get("expires_in")
+                    .map_or("(missing)".to_string(), Value::to_string)
+            ));
+        }
+    };
+    Ok(Grant {
+        value: value.clone(),
+        expires_in,
+    })
+}
+
+/// Maps a WeChat errcode to what the run does and what the admin is told.
+fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
+    let appid = ctx.appid;
+    let secret = ctx.secret_source;
+    let what = format!(
+        "WeChat answered errcode {code} ({}) for appid {appid}",
+        errmsg.trim()
+    );
+    let config = |fix: String| Attempt::Stop(Error::config(format!("{what}: {fix}")));
+    match code {
+        -1 => Attempt::Retry(format!("{what}: system busy")),
+        45011 => Attempt::Retry(format!("{what}: per-minute API quota hit")),
+        45009 => Attempt::Stop(Error::temp(format!(
+            "{what}: the daily quota for this API is used up. Not retried: wait until tomorrow, or reset it \
+             with clear_quota (10 per month). Apps keep reading the current file until it expires"
+        ))),
+        40001 | 40125 | 40091 => config(format!(
+            "the secret is wrong. Put the current {} in {secret}{}",
+            if ctx.api == Api::Wecom {
+                "corpsecret of this WeCom app"
+            } else {
+                "AppSecret"
+            },
+            if ctx.api == Api::Wecom {
+                ""
+            } else {
+                " (mp.weixin.qq.com: Settings and Development > Basic Configuration)"
+            }
+        )),
+        40013 => config(format!(
+            "the {} is not valid. Check --appid / WXTOKEN_APPID",
+            if ctx.api == Api::Wecom {
+                "corpid"
+            } else {
+                "appid"
+            }
+        )),
+        40164 | 61004 | 60020 => {
+            let ip = reported_ip(errmsg)
+                .map_or("this host's address".to_string(), |ip| format!("IP {ip}"));
+            config(format!(
+                "{ip} is not on the account's IP whitelist. Add it ({})",
+                if ctx.api == Api::Wecom {
+                    "WeCom admin console: the app's trusted IPs"
+                } else {
+                    "mp.weixin.qq.com: Settings and Development > Basic Configuration > IP whitelist"
+                }
+            ))
+        }
+        40243 => {
+            config("the AppSecret is frozen. Unfreeze or reset it in the admin console".into())
+        }
+        41002 => config("the appid is missing. Set --appid / WXTOKEN_APPID".into()),
+        41004 => config(format!("the secret is missing. Put it in {secret}")),
+        89501 | 89503 => config(
+            "this IP is waiting for an administrator to confirm it in the WeChat admin console. \
+             Approve it; the next run will then succeed"
+                .into(),
+        ),
+        89506 | 89507 => config(
+            "an administrator rejected this IP, which is now blocked for a while (1 h or 24 h). \
+             Approve the IP in the admin console before the block ends"
+                .into(),
+        ),
+        48002 => {
+            config("this API is forbidden for the app. Check the app's API permissions".into())
+        }
+        40002 | 43002 | 47001 => config(format!(
+            "the request was not understood (--api {} against this base URL?). Check --api and --api-base",
+            ctx.api.name()
+        )),
+        _ => Attempt::Retry(format!("{what}: unexpected errcode")),
+    }
+}
+
+/// WeChat names the caller's address in errmsg, e.g. "invalid ip 203.0.113.7 ipv6 ::ffff:...,
+/// not in whitelist rid: ...".
+fn reported_ip(errmsg: &str) -> Option<std::net::IpAddr> {
+    errmsg
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
+        .filter(|w| w.contains('.') || w.matches(':').count() >= 2)
+        .find_map(|w| w.trim_matches(|c| c == '.' || c == ':').parse().ok())
+}
+
+/// The system's trust store plus `--ca-file`. Verification is never switched off: a proxy that
+/// inspects TLS gets its CA added, not a bypass.
+fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts> {
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch
+                "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+                "/etc/ssl/ca-bundle.pem",             // openSUSE
+                "/etc/ssl/cert.pem",                  // Alpine, macOS
+            ]
+            .map(std::path::PathBuf::from),
+        )
+        .find(|p| p.is_file());
+    if let Some(path) = &system
+        && let Ok(pem) = std::fs::read(path)
+    {
+        certs.extend(pem_certs(&pem));
+        debug!(
+            "{} trusted certificates from {}",
+            certs.len(),
+            path.display()
+        );
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::config(format!("cannot read the CA file {}: {e}", path.display()))
+        })?;
+        let extra: Vec<_> = pem_certs(&pem).collect();
+        if extra.is_empty() {
+            return Err(Error::config(format!(
+                "the CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        certs.extend(extra);
+    }
+    if certs.is_empty() {
+        // No trust store on this system and no --ca-file: fall back to the bundled Mozilla roots
+        // rather than failing on a minimal container without ca-certificates.
+        debug!("no system trust store found; using the bundled Mozilla roots");
+        return Ok(RootCerts::WebPki);
+    }
+    Ok(RootCerts::Specific(Arc::new(certs)))
+}
+
+fn pem_certs(pem: &[u8]) -> impl Iterator<Item = Certificate<'static>> + '_ {
+    ureq::tls::parse_pem(pem).filter_map(|item| match item {
+        Ok(PemItem::Certificate(c)) => Some(c),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_charset() {
+        assert!(validate_token("80_AbC-def_123").is_ok());
+        assert!(validate_token("a+b/c=d.e~f").is_ok());
+        for bad in ["", "a'b", "a\"b", "a\nb", "a$b", "a b", "a;b", "a\\b", "é"] {
+            assert!(validate_token(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_token(&"a".repeat(1024)).is_ok());
+        assert!(validate_token(&"a".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn ip_from_errmsg() {
+        let ip = reported_ip(
+            "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 65a1-2b",
+        );
+        assert_eq!(ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(reported_ip("not in whitelist"), None);
+        assert_eq!(
+            reported_ip("invalid ip 2001:db8::1, not in whitelist"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn encodes_reserved_characters() {
+        assert_eq!(url_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+}
