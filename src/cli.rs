@@ -93,7 +93,7 @@ pub struct RefreshArgs {
     pub margin: u64,
 
     /// Refresh even when the file is still fresh.
-    #[arg(long, env = "WXTOKEN_FORCE")]
+    #[arg(long, env = "WXTOKEN_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
 
     /// Limit for one HTTP request (connect, TLS, whole response).

@@ -55,6 +55,12 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
+/// ureq's trace level dumps the raw request bytes as hex, 16 bytes a line: the secret would arrive
+/// encoded and split across lines, beyond what scrubbing can recognise. Those records are dropped.
+fn is_wire_dump(record: &Record<'_>) -> bool {
+    record.level() == log::Level::Trace && record.target().starts_with("ureq")
+}
+
 struct Redacting {
     inner: env_logger::Logger,
 }
@@ -65,7 +71,7 @@ impl Log for Redacting {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.inner.matches(record) {
+        if !self.inner.matches(record) || is_wire_dump(record) {
             return;
         }
         let line = scrub(&record.args().to_string());

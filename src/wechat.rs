@@ -277,6 +277,10 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!(
             "TLS failed ({e}); if a TLS-inspecting proxy is in the way, give its CA with --ca-file"
         ),
+        // rustls failures reach ureq as io errors ("invalid peer certificate: UnknownIssuer").
+        _ if e.to_string().contains("certificate") => format!(
+            "TLS certificate rejected ({e}); if a TLS-inspecting proxy is in the way, give its CA with --ca-file"
+        ),
         _ => e.to_string(),
     }
 }

@@ -1,0 +1,270 @@
+//! Runs the real `wxtoken` binary in a temp directory against the fake WeChat API.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use crate::fake::{Behaviour, DEFAULT_APPID, DEFAULT_SECRET, FakeWeChat};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wxtoken");
+
+/// A scratch directory with a secret file (0600) and an output path inside it.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub secret: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, format!("{DEFAULT_SECRET}\n")).unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        let out = dir.path().join("state").join("access_token.json");
+        Site { dir, secret, out }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.out.parent().unwrap().to_path_buf()
+    }
+
+    /// `wxtoken refresh` with this site's secret and output, pointed at `fake`, short timeouts.
+    pub fn refresh(&self, fake: &FakeWeChat) -> Cmd {
+        let mut c = Cmd::new(&["refresh"]);
+        c.args(&["--appid", DEFAULT_APPID, "--api-base", &fake.base_url()]);
+        c.args(&[
+            "--secret-file",
+            self.secret.to_str().unwrap(),
+            "--out",
+            self.out.to_str().unwrap(),
+        ]);
+        c.args(&["--timeout", "2", "--max-time", "8", "--retries", "1"]);
+        c
+    }
+
+    pub fn read(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(&self.out).unwrap()).unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        self.read()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Names in the output directory, sorted: proves no temp files are left behind.
+    pub fn listing(&self) -> Vec<String> {
+        let mut v: Vec<String> = match fs::read_dir(self.state_dir()) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+}
+
+/// A command line under construction. `set` replaces an option given earlier (clap refuses a
+/// single-valued flag twice), `arg`/`args` append.
+pub struct Cmd {
+    argv: Vec<String>,
+    envs: Vec<(String, Option<String>)>,
+}
+
+impl Cmd {
+    pub fn new(args: &[&str]) -> Cmd {
+        Cmd {
+            argv: args.iter().map(|s| s.to_string()).collect(),
+            envs: vec![],
+        }
+    }
+
+    pub fn arg(&mut self, a: &str) -> &mut Cmd {
+        self.argv.push(a.to_string());
+        self
+    }
+
+    /// Appends, except that a `--flag value` pair whose flag is already present replaces it.
+    pub fn args(&mut self, a: &[&str]) -> &mut Cmd {
+        let mut i = 0;
+        while i < a.len() {
+            if a[i].starts_with("--") && i + 1 < a.len() && !a[i + 1].starts_with("--") {
+                self.set(a[i], a[i + 1]);
+                i += 2;
+            } else {
+                self.arg(a[i]);
+                i += 1;
+            }
+        }
+        self
+    }
+
+    pub fn set(&mut self, flag: &str, value: &str) -> &mut Cmd {
+        if let Some(pos) = self.argv.iter().position(|x| x == flag) {
+            self.argv[pos + 1] = value.to_string();
+        } else {
+            self.argv.push(flag.to_string());
+            self.argv.push(value.to_string());
+        }
+        self
+    }
+
+    /// Appends `--flag value` even when the flag is present (repeatable options).
+    pub fn add(&mut self, flag: &str, value: &str) -> &mut Cmd {
+        self.argv.push(flag.to_string());
+        self.argv.push(value.to_string());
+        self
+    }
+
+    pub fn env(&mut self, k: &str, v: &str) -> &mut Cmd {
+        self.envs.push((k.to_string(), Some(v.to_string())));
+        self
+    }
+
+    pub fn env_remove(&mut self, k: &str) -> &mut Cmd {
+        self.envs.push((k.to_string(), None));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.argv);
+        // Nothing from the developer's environment may steer the binary (or send it to a proxy).
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("WXTOKEN_")
+                || k.to_lowercase().ends_with("_proxy")
+                || k == "CREDENTIALS_DIRECTORY"
+            {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&mut self) -> Run {
+        let start = Instant::now();
+        let out: Output = self.command().output().expect("run wxtoken");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    pub fn spawn(&mut self) -> Child {
+        self.command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wxtoken")
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stderr: String,
+    pub stdout: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "exit status; stderr:\n{}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A tool a test needs: missing means skip on a laptop, failure under CI.
+pub fn require_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name} is required under CI=true but is not installed");
+        }
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}
+
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// A tmpfs mounted at `path` for the life of the guard (tests of read-only and full disks).
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// None (after printing SKIPPED) when this is not root outside CI; panics under CI.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI runs as root; mounting a tmpfs needs it");
+            }
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return None;
+        }
+        fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount tmpfs on {}", path.display());
+        Some(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn remount_ro(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
