@@ -46,6 +46,7 @@ cleanup() {
     if [ "${WXTOKEN_E2E_KEEP:-}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap "exit 143" TERM INT HUP
 
 root=$work/root
 results=$work/results

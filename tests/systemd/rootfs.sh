@@ -69,6 +69,7 @@ rm -rf "$cache_root/$SUITE".tmp.* "$cache_root/$SUITE".old.*
 
 tmp=$(mktemp -d "$cache_root/$SUITE.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 143' TERM INT HUP
 log "debootstrap $SUITE (minbase, +$INCLUDE) from $mirror into $tmp"
 start=$(date +%s)
 if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
