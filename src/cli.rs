@@ -73,6 +73,17 @@ pub struct RefreshArgs {
           default_value = DEFAULT_OUT)]
     pub outs: Vec<PathBuf>,
 
+    /// Also keep a JS-SDK ticket fresh in TYPE_ticket.json beside the token file; repeat for more
+    /// (jsapi, wx_card for Official Accounts; jsapi, agent_config for WeCom).
+    #[arg(
+        long = "ticket",
+        env = "WXTOKEN_TICKETS",
+        value_name = "TYPE",
+        value_delimiter = ',',
+        value_enum
+    )]
+    pub tickets: Vec<crate::tickets::TicketType>,
+
     /// Which token API to call.
     #[arg(long, env = "WXTOKEN_API", value_enum, default_value_t = Api::Stable)]
     pub api: Api,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{Api, RefreshArgs};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::tickets::TicketType;
 
 /// The secret file systemd's `LoadCredential=wxtoken-secret:...` provides.
 pub const CREDENTIAL_NAME: &str = "wxtoken-secret";
@@ -28,6 +29,7 @@ pub struct Config {
     pub retries: u32,
     pub ca_file: Option<PathBuf>,
     pub store: Store,
+    pub tickets: Vec<TicketType>,
 }
 
 impl Config {
@@ -37,6 +39,13 @@ impl Config {
         let bases = check_bases(&args.api_base, args.api)?;
         let gid = args.group.as_deref().map(resolve_group).transpose()?;
         let store = Store::new(&args.outs, args.mode, gid)?;
+        let mut tickets: Vec<TicketType> = Vec::new();
+        for t in &args.tickets {
+            t.check(args.api)?;
+            if !tickets.contains(t) {
+                tickets.push(*t);
+            }
+        }
         Ok(Config {
             appid,
             secret,
@@ -50,6 +59,7 @@ impl Config {
             retries: args.retries,
             ca_file: args.ca_file.clone(),
             store,
+            tickets,
         })
     }
 }

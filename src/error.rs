@@ -13,13 +13,16 @@ pub enum Kind {
     TempFail,
     /// EX_CONFIG: something only an admin can fix (secret, appid, IP whitelist, file modes).
     Config,
+    /// A ticket call said the access token is invalid (someone else refreshed it, or WeChat
+    /// revoked it early). Transient: the caller refreshes the token and tries again.
+    TokenRejected,
 }
 
 impl Kind {
     pub fn exit_code(self) -> u8 {
         match self {
             Kind::CantCreate => 73,
-            Kind::TempFail => 75,
+            Kind::TempFail | Kind::TokenRejected => 75,
             Kind::Config => 78,
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Modules by responsibility: `cli` (flags and `WXTOKEN_*` variables), `config` (checking them),
 //! `wechat` (HTTP client, validation, errcodes, retries), `store` (lock, state, atomic writes,
-//! formats), `refresh` (the run and its decision), `logging` (stderr with secrets scrubbed).
+//! formats), `tickets` (JS-SDK tickets on their own clock), `refresh` (the run and its decision), `logging` (stderr with secrets scrubbed).
 
 pub mod cli;
 pub mod config;
@@ -12,4 +12,5 @@ pub mod error;
 pub mod logging;
 pub mod refresh;
 pub mod store;
+pub mod tickets;
 pub mod wechat;

@@ -1,16 +1,17 @@
-//! One `wxtoken refresh` run: lock, decide, fetch, validate, publish.
+//! One `wxtoken refresh` run: lock, decide, fetch, validate, publish; then the tickets.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{debug, info};
+use log::{debug, error, info, warn};
 
 use crate::cli::{Api, RefreshArgs};
 use crate::config::Config;
 use crate::deadline::Deadline;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
 use crate::store::TokenFile;
-use crate::wechat::{Client, Context};
+use crate::tickets::{self, TicketType};
+use crate::wechat::{Client, Context, Purpose};
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -66,10 +67,17 @@ pub fn run(args: &RefreshArgs) -> Result<()> {
     // Everything below happens under the lock: N runs started together queue here, and each
     // re-reads the file after the one before it, so only the first calls WeChat.
     let _lock = store.lock(&deadline)?;
-    store.remove_stale_temps(&store.names());
+    let mut names = store.names();
+    names.extend(cfg.tickets.iter().map(|t| t.file_name()));
+    store.remove_stale_temps(&names);
 
+    let mut run = Run {
+        cfg: &cfg,
+        deadline,
+        client: None,
+    };
     let state = store.read_state();
-    let why = match decide(
+    let (mut token, mut outcome, mut fetched) = match decide(
         state.as_ref(),
         &cfg.appid,
         cfg.api,
@@ -91,54 +99,147 @@ pub fn run(args: &RefreshArgs) -> Result<()> {
                 cfg.api.name(),
                 store.state.display()
             );
-            return Ok(());
+            (state, Ok(()), false)
         }
-        Decision::Refresh { why } => why,
+        Decision::Refresh { why } => {
+            let (t, outcome) = run.refresh_token(&why)?;
+            (t, outcome, true)
+        }
     };
-    debug!("refreshing: {why}");
 
-    let client = Client::new(
-        cfg.bases.clone(),
-        cfg.timeout,
-        cfg.retries,
-        cfg.ca_file.as_deref(),
-    )?;
-    let ctx = Context {
+    // Tickets only ever use a token that was validated and published above. A ticket failure
+    // never undoes the token write: it is logged and decides the exit status if the token's
+    // own outcome was fine.
+    let dir = store.dir().to_path_buf();
+    let mut ticket_error: Option<Error> = None;
+    for &ty in &cfg.tickets {
+        let path = tickets::path_for(&dir, ty);
+        let Some(why) = tickets::needs_fetch(
+            tickets::read(&path).as_ref(),
+            &cfg.appid,
+            cfg.margin,
+            unix_now(),
+        ) else {
+            debug!("{} ticket still fresh", ty.name());
+            continue;
+        };
+        debug!("fetching the {} ticket: {why}", ty.name());
+        let mut result = run.ticket(ty, &token.access_token, &path);
+        if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
+            // WeChat's advice: refresh passively when an API reports the token invalid (another
+            // program fetched one for this appid, or WeChat revoked it early). Once per run.
+            warn!(
+                "{}; refreshing the token and trying again",
+                result.as_ref().unwrap_err()
+            );
+            let (t, o) = run.refresh_token("WeChat rejected the current token")?;
+            (token, outcome, fetched) = (t, o, true);
+            result = run.ticket(ty, &token.access_token, &path);
+        }
+        if let Err(e) = result {
+            error!("{} ticket not refreshed: {e}", ty.name());
+            ticket_error.get_or_insert(e);
+        }
+    }
+    outcome?;
+    match ticket_error {
+        Some(e) => Err(Error {
+            message: format!("the token is fine, but a ticket failed: {}", e.message),
+            ..e
+        }),
+        None => Ok(()),
+    }
+}
+
+fn context(cfg: &Config) -> Context<'_> {
+    Context {
         appid: &cfg.appid,
         api: cfg.api,
         secret_source: &cfg.secret_source,
-    };
-    let grant = client.fetch_token(&ctx, &cfg.secret, &deadline)?;
-    register_token(&grant.value);
-
-    let now = unix_now();
-    let fresh = TokenFile {
-        access_token: grant.value,
-        expires_in: grant.expires_in,
-        expires_at: now + grant.expires_in,
-        expire_time: now + grant.expires_in,
-        refreshed_at: now,
-        appid: cfg.appid.clone(),
-        api: cfg.api.name().to_string(),
-    };
-    store.publish(&fresh)?;
-    info!(
-        "refreshed {} for {} ({}), expires in {} s ({why})",
-        mask(&fresh.access_token),
-        cfg.appid,
-        cfg.api.name(),
-        grant.expires_in
-    );
-    if grant.expires_in <= cfg.margin {
-        // Written anyway (a short-lived valid token beats none), but exit 0 promises more than the
-        // margin; the stable API hands out a new token only in the last 300 s of the old one.
-        return Err(Error::temp(format!(
-            "WeChat returned a token with only {} s left, not more than the margin of {} s; \
-             the file was updated, the next run will try again",
-            grant.expires_in, cfg.margin
-        )));
+        purpose: Purpose::Token,
     }
-    Ok(())
+}
+
+/// What one run carries between the token and the ticket steps.
+struct Run<'a> {
+    cfg: &'a Config,
+    deadline: Deadline,
+    /// Built on first use: a run that finds everything fresh never loads the trust store.
+    client: Option<Client>,
+}
+
+impl Run<'_> {
+    fn client(&mut self) -> Result<&Client> {
+        if self.client.is_none() {
+            let c = self.cfg;
+            self.client = Some(Client::new(
+                c.bases.clone(),
+                c.timeout,
+                c.retries,
+                c.ca_file.as_deref(),
+            )?);
+        }
+        Ok(self.client.as_ref().expect("just set"))
+    }
+
+    /// Fetches, validates and publishes a new token. The inner result is Err when the token was
+    /// written but has no more than the margin left (exit 75, but tickets may still use it).
+    fn refresh_token(&mut self, why: &str) -> Result<(TokenFile, Result<()>)> {
+        debug!("refreshing: {why}");
+        let cfg = self.cfg;
+        let deadline = self.deadline;
+        let ctx = context(cfg);
+        let grant = self.client()?.fetch_token(&ctx, &cfg.secret, &deadline)?;
+        register_token(&grant.value);
+        let now = unix_now();
+        let fresh = TokenFile {
+            access_token: grant.value,
+            expires_in: grant.expires_in,
+            expires_at: now + grant.expires_in,
+            expire_time: now + grant.expires_in,
+            refreshed_at: now,
+            appid: cfg.appid.clone(),
+            api: cfg.api.name().to_string(),
+        };
+        cfg.store.publish(&fresh)?;
+        info!(
+            "refreshed {} for {} ({}), expires in {} s ({why})",
+            mask(&fresh.access_token),
+            cfg.appid,
+            cfg.api.name(),
+            grant.expires_in
+        );
+        let outcome = if grant.expires_in <= cfg.margin {
+            // Written anyway (a short-lived valid token beats none), but exit 0 promises more than
+            // the margin; the stable API hands out a new token only in the last 300 s of the old one.
+            Err(Error::temp(format!(
+                "WeChat returned a token with only {} s left, not more than the margin of {} s; \
+                 the file was updated, the next run will try again",
+                grant.expires_in, cfg.margin
+            )))
+        } else {
+            Ok(())
+        };
+        Ok((fresh, outcome))
+    }
+
+    fn ticket(&mut self, ty: TicketType, token: &str, path: &std::path::Path) -> Result<()> {
+        let cfg = self.cfg;
+        let deadline = self.deadline;
+        let ctx = context(cfg);
+        let client = self.client()?;
+        tickets::refresh_one(
+            client,
+            &ctx,
+            ty,
+            token,
+            path,
+            cfg.store.mode,
+            cfg.store.gid,
+            unix_now(),
+            &deadline,
+        )
+    }
 }
 
 #[cfg(test)]

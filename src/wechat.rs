@@ -72,11 +72,20 @@ pub struct Call {
     pub json_body: Option<String>,
 }
 
+/// What is being fetched: errcodes mean different things for a token and a ticket call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Token,
+    Ticket,
+}
+
 /// What the admin is told alongside an errcode.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub appid: &'a str,
     pub api: Api,
     pub secret_source: &'a str,
+    pub purpose: Purpose,
 }
 
 enum Attempt {
@@ -330,12 +339,33 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
     );
     let config = |fix: String| Attempt::Stop(Error::config(format!("{what}: {fix}")));
     match code {
-        -1 => Attempt::Retry(format!("{what}: system busy")),
-        45011 => Attempt::Retry(format!("{what}: per-minute API quota hit")),
-        45009 => Attempt::Stop(Error::temp(format!(
-            "{what}: the daily quota for this API is used up. Not retried: wait until tomorrow, or reset it \
-             with clear_quota (10 per month). Apps keep reading the current file until it expires"
-        ))),
+        -1 => return Attempt::Retry(format!("{what}: system busy")),
+        45011 => return Attempt::Retry(format!("{what}: per-minute API quota hit")),
+        45009 => {
+            return Attempt::Stop(Error::temp(format!(
+                "{what}: the daily quota for this API is used up. Not retried: wait until tomorrow, or reset \
+                 it with clear_quota (10 per month). Apps keep reading the current file until it expires"
+            )));
+        }
+        _ => {}
+    }
+    if ctx.purpose == Purpose::Ticket {
+        return match code {
+            40001 | 40014 | 42001 => Attempt::Stop(Error {
+                kind: crate::error::Kind::TokenRejected,
+                message: format!("{what}: the access token was rejected while fetching a ticket"),
+            }),
+            48001 => config(
+                "this account is not authorized for the ticket API (check its JS-SDK permissions)"
+                    .into(),
+            ),
+            40097 | 40002 => {
+                config("the ticket request was not understood; check --ticket against --api".into())
+            }
+            _ => Attempt::Retry(format!("{what}: unexpected errcode")),
+        };
+    }
+    match code {
         40001 | 40125 | 40091 => config(format!(
             "the secret is wrong. Put the current {} in {secret}{}",
             if ctx.api == Api::Wecom {

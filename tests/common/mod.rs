@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // each test crate uses a different part
 pub use crate::fake::{Behaviour, DEFAULT_APPID, DEFAULT_SECRET, FakeWeChat};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wxtoken");

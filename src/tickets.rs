@@ -1,0 +1,205 @@
+//! JS-SDK tickets. Each lives on its own clock, in its own `TYPE_ticket.json` beside the token
+//! file: a ticket is fetched when it is missing or near its own expiry, not on every token
+//! refresh (ticket quotas are small; WeCom allows 100 an hour per app).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use log::{info, warn};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Api;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::logging::{mask, register_token};
+use crate::wechat::{Call, Client, Context, Grant, Purpose, url_encode, validate_token};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TicketType {
+    /// JS-SDK signature ticket (Official Account: getticket?type=jsapi; WeCom: get_jsapi_ticket).
+    Jsapi,
+    /// Card ticket, Official Accounts only (getticket?type=wx_card).
+    #[value(name = "wx_card")]
+    WxCard,
+    /// WeCom agent JS-SDK ticket (ticket/get?type=agent_config).
+    #[value(name = "agent_config")]
+    AgentConfig,
+}
+
+impl TicketType {
+    pub fn name(self) -> &'static str {
+        match self {
+            TicketType::Jsapi => "jsapi",
+            TicketType::WxCard => "wx_card",
+            TicketType::AgentConfig => "agent_config",
+        }
+    }
+
+    pub fn file_name(self) -> String {
+        format!("{}_ticket.json", self.name())
+    }
+
+    /// Which ticket types exist for which API.
+    pub fn check(self, api: Api) -> Result<()> {
+        let ok = match self {
+            TicketType::Jsapi => true,
+            TicketType::WxCard => api != Api::Wecom,
+            TicketType::AgentConfig => api == Api::Wecom,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "--ticket {} does not exist for --api {}: Official Accounts have jsapi and wx_card, \
+                 WeCom has jsapi and agent_config",
+                self.name(),
+                api.name()
+            )))
+        }
+    }
+
+    fn call(self, api: Api, token: &str) -> Call {
+        let t = url_encode(token);
+        let (shown, path_and_query) = match (api, self) {
+            (Api::Wecom, TicketType::AgentConfig) => (
+                "GET /cgi-bin/ticket/get",
+                format!("/cgi-bin/ticket/get?access_token={t}&type=agent_config"),
+            ),
+            (Api::Wecom, _) => (
+                "GET /cgi-bin/get_jsapi_ticket",
+                format!("/cgi-bin/get_jsapi_ticket?access_token={t}"),
+            ),
+            (_, ty) => (
+                "GET /cgi-bin/ticket/getticket",
+                format!(
+                    "/cgi-bin/ticket/getticket?access_token={t}&type={}",
+                    ty.name()
+                ),
+            ),
+        };
+        Call {
+            shown,
+            path_and_query,
+            json_body: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketFile {
+    pub ticket: String,
+    /// Lifetime WeChat announced at the last fetch.
+    pub expires_in: u64,
+    /// Unix seconds; for a ticket WeChat handed out again unchanged, the earliest expiry known.
+    pub expires_at: u64,
+    pub refreshed_at: u64,
+    #[serde(rename = "type")]
+    pub ticket_type: String,
+    pub appid: String,
+}
+
+impl TicketFile {
+    pub fn render(&self) -> Vec<u8> {
+        let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
+        s.push('\n');
+        s.into_bytes()
+    }
+}
+
+pub fn path_for(dir: &Path, ty: TicketType) -> PathBuf {
+    dir.join(ty.file_name())
+}
+
+pub fn read(path: &Path) -> Option<TicketFile> {
+    let bytes = fs::read(path).ok()?;
+    match serde_json::from_slice::<TicketFile>(&bytes) {
+        Ok(t) if validate_token(&t.ticket).is_ok() => Some(t),
+        _ => {
+            warn!(
+                "{} is not a wxtoken ticket file; replacing it",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Why this ticket must be fetched now, or None when the file can stay.
+pub fn needs_fetch(
+    current: Option<&TicketFile>,
+    appid: &str,
+    margin: u64,
+    now: u64,
+) -> Option<String> {
+    let Some(t) = current else {
+        return Some("no ticket file yet".into());
+    };
+    if t.appid != appid {
+        return Some(format!("the file holds a ticket of appid {}", t.appid));
+    }
+    let left = t.expires_at as i64 - now as i64;
+    (left <= margin as i64).then(|| format!("{left} s left, within the margin of {margin} s"))
+}
+
+/// The file to write after a fetch. WeChat may hand out the same ticket again with a fresh-looking
+/// `expires_in`; believing it would let readers use a ticket past its real end.
+pub fn merge(
+    current: Option<&TicketFile>,
+    grant: &Grant,
+    ty: TicketType,
+    appid: &str,
+    now: u64,
+) -> TicketFile {
+    let mut expires_at = now + grant.expires_in;
+    if let Some(old) = current.filter(|o| o.ticket == grant.value && o.appid == appid) {
+        expires_at = expires_at.min(old.expires_at);
+    }
+    TicketFile {
+        ticket: grant.value.clone(),
+        expires_in: grant.expires_in,
+        expires_at,
+        refreshed_at: now,
+        ticket_type: ty.name().to_string(),
+        appid: appid.to_string(),
+    }
+}
+
+/// Fetches one ticket with `token` and writes its file. Returns whether the ticket changed.
+#[allow(clippy::too_many_arguments)]
+pub fn refresh_one(
+    client: &Client,
+    ctx: &Context<'_>,
+    ty: TicketType,
+    token: &str,
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+    now: u64,
+    deadline: &Deadline,
+) -> Result<()> {
+    let current = read(path);
+    let ctx = Context {
+        purpose: Purpose::Ticket,
+        ..*ctx
+    };
+    let grant = client.fetch_grant(&ty.call(ctx.api, token), "ticket", &ctx, deadline)?;
+    register_token(&grant.value);
+    let new = merge(current.as_ref(), &grant, ty, ctx.appid, now);
+    crate::store::write_atomic(path, &new.render(), mode, gid)?;
+    let left = new.expires_at as i64 - now as i64;
+    if current.as_ref().is_some_and(|c| c.ticket == new.ticket) {
+        info!(
+            "{} ticket {} unchanged by WeChat, {left} s left (earliest known expiry kept)",
+            ty.name(),
+            mask(&new.ticket)
+        );
+    } else {
+        info!(
+            "refreshed {} ticket {}, expires in {left} s",
+            ty.name(),
+            mask(&new.ticket)
+        );
+    }
+    Ok(())
+}
