@@ -30,6 +30,7 @@ BIN ?= $(CARGO_TARGET_DIR)/release/wxtoken
 
 UNITS := wxtoken.service wxtoken.timer wxtoken@.service wxtoken@.timer
 MANPAGES := $(wildcard man/*.1)
+DOCS := $(wildcard README.md)
 
 INSTALL ?= install
 SED ?= sed
@@ -54,6 +55,7 @@ install: check-bin
 	done
 	$(INSTALL) -Dpm0644 systemd/wxtoken.sysusers "$(DESTDIR)$(SYSUSERSDIR)/wxtoken.conf"
 	$(INSTALL) -Dpm0644 packaging/wxtoken.conf "$(DESTDIR)$(DOCDIR)/wxtoken.conf.example"
+	for d in $(DOCS); do $(INSTALL) -pm0644 "$$d" "$(DESTDIR)$(DOCDIR)/" || exit 1; done
 	$(INSTALL) -d -m0755 "$(DESTDIR)$(CONFDIR)"
 	@# Never overwrite an admin's settings.
 	test -e "$(DESTDIR)$(CONFDIR)/wxtoken.conf" || \
@@ -78,6 +80,7 @@ endif
 	for u in $(UNITS); do rm -f "$(DESTDIR)$(UNITDIR)/$$u"; done
 	rm -f "$(DESTDIR)$(SYSUSERSDIR)/wxtoken.conf"
 	rm -f "$(DESTDIR)$(DOCDIR)/wxtoken.conf.example"
+	for d in $(DOCS); do rm -f "$(DESTDIR)$(DOCDIR)/$$d"; done
 	-rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null
 	for m in $(MANPAGES); do rm -f "$(DESTDIR)$(MANDIR)/man1/$${m##*/}"; done
 ifeq ($(DESTDIR),)

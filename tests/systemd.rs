@@ -6,6 +6,10 @@
 //! - `end_to_end_under_systemd_nspawn`: a cached Debian 12 root, `make install DESTDIR=`, booted
 //!   with systemd-nspawn against the fake WeChat API; the checks are listed in
 //!   tests/systemd/check-inside.sh.
+//! - `deb_package_under_systemd_nspawn`: `cargo deb`, then the .deb installed with dpkg inside a
+//!   booted container: user created, timer enabled and started, service not started, conffile,
+//!   remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
+//!   (`cargo install cargo-deb`); WXTOKEN_TEST_DEB=0 skips it, in CI too.
 //!
 //! A missing tool (or not being root, for the end-to-end test) skips a test with a printed reason;
 //! with CI=true it fails it instead, so CI cannot pass without running them.
@@ -127,33 +131,35 @@ fn units_verify_and_security() {
     run_script(TEST, cmd, 120);
 }
 
-#[test]
-fn end_to_end_under_systemd_nspawn() {
-    const TEST: &str = "end_to_end_under_systemd_nspawn";
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// What both container tests need: root, systemd-nspawn, the cached root or debootstrap, make.
+fn nspawn_requirements(test: &str) -> bool {
     let cache_root =
         std::env::var("WXTOKEN_TEST_CACHE").unwrap_or_else(|_| "/var/cache/wxtoken-test".into());
     let cached = Path::new(&cache_root).join("bookworm").is_dir();
-    let ok = require(TEST, is_root(), "needs root (systemd-nspawn, debootstrap)")
+    require(test, is_root(), "needs root (systemd-nspawn, debootstrap)")
         && require(
-            TEST,
+            test,
             has_command("systemd-nspawn"),
             "systemd-nspawn is not installed (apt-get install systemd-container)",
         )
         && require(
-            TEST,
+            test,
             cached || has_command("debootstrap"),
             "debootstrap is not installed and no cached root exists (apt-get install debootstrap)",
         )
-        && require(TEST, has_command("make"), "make is not installed");
-    if !ok {
-        return;
-    }
+        && require(test, has_command("make"), "make is not installed")
+}
 
-    // `cargo test` builds the examples; a run limited to this test (`--test systemd`) does not.
+/// The fake WeChat server example. `cargo test` builds the examples; a run limited to these tests
+/// (`cargo test --test systemd`) does not, so build it then.
+fn fake_wechat() -> PathBuf {
     let fake = profile_dir().join("examples/fake-wechat");
     if !fake.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let status = cargo()
             .args(["build", "--example", "fake-wechat"])
             .current_dir(repo())
             .status()
@@ -161,12 +167,79 @@ fn end_to_end_under_systemd_nspawn() {
         assert!(status.success(), "cargo build --example fake-wechat failed");
     }
     assert!(fake.is_file(), "{} missing after the build", fake.display());
+    fake
+}
 
-    // Cold: ~40 s of debootstrap plus a few seconds of boot; warm: seconds. The limit leaves room
-    // for a slow mirror without letting a hang eat CI's time.
-    let limit = 900;
-    let mut cmd = timeout_cmd(limit, &script("e2e.sh"));
-    cmd.env("WXTOKEN_BIN", env!("CARGO_BIN_EXE_wxtoken"))
-        .env("WXTOKEN_FAKE_BIN", &fake);
-    run_script(TEST, cmd, limit);
+// Cold: ~35 s of debootstrap plus a few seconds of boot; warm: seconds. The limit leaves room for a
+// slow mirror without letting a hang eat CI's time.
+const E2E_LIMIT_SECS: u64 = 900;
+
+#[test]
+fn end_to_end_under_systemd_nspawn() {
+    const TEST: &str = "end_to_end_under_systemd_nspawn";
+    if !nspawn_requirements(TEST) {
+        return;
+    }
+    let mut cmd = timeout_cmd(E2E_LIMIT_SECS, &script("e2e.sh"));
+    cmd.arg("make")
+        .env("WXTOKEN_BIN", env!("CARGO_BIN_EXE_wxtoken"))
+        .env("WXTOKEN_FAKE_BIN", fake_wechat());
+    run_script(TEST, cmd, E2E_LIMIT_SECS);
+}
+
+#[test]
+fn deb_package_under_systemd_nspawn() {
+    const TEST: &str = "deb_package_under_systemd_nspawn";
+    if std::env::var("WXTOKEN_TEST_DEB").is_ok_and(|v| v == "0") {
+        show(&format!("SKIPPED {TEST}: WXTOKEN_TEST_DEB=0"));
+        return;
+    }
+    let has_cargo_deb = cargo()
+        .args(["deb", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(nspawn_requirements(TEST)
+        && require(
+            TEST,
+            has_cargo_deb,
+            "cargo-deb is not installed (cargo install cargo-deb --locked; or WXTOKEN_TEST_DEB=0)",
+        ))
+    {
+        return;
+    }
+
+    // A release build (about a minute on 2 cores from scratch) packed by cargo-deb, which prints
+    // the path of the .deb as its last line.
+    let started = Instant::now();
+    let out = cargo()
+        .args(["deb", "--locked"])
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cargo deb");
+    show(&format!(
+        "==== {TEST}: cargo deb ({:.0} s)\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("Compiling"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ));
+    assert!(out.status.success(), "cargo deb failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let deb = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.ends_with(".deb"))
+        .unwrap_or_else(|| panic!("no .deb path in cargo deb's output: {stdout}"))
+        .to_string();
+
+    let mut cmd = timeout_cmd(E2E_LIMIT_SECS, &script("e2e.sh"));
+    cmd.args(["deb", &deb])
+        .env("WXTOKEN_FAKE_BIN", fake_wechat());
+    run_script(TEST, cmd, E2E_LIMIT_SECS);
 }

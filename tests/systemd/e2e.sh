@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end test under a real systemd: a cached minimal Debian 12 root (rootfs.sh) is copied,
-# `make install DESTDIR=` puts wxtoken into it, the fake WeChat API runs on this host's 127.0.0.1,
-# and systemd-nspawn boots the copy (sharing the host's network). A unit inside the container runs
-# check-inside.sh, which writes its findings to a bind-mounted directory and powers the container
+# End-to-end tests under a real systemd. A cached minimal Debian 12 root (rootfs.sh) is copied,
+# wxtoken is installed into the copy, the fake WeChat API runs on this host's 127.0.0.1, and
+# systemd-nspawn boots the copy (sharing the host's network). A unit inside the container runs a
+# check script, which writes its findings to a bind-mounted directory and powers the container
 # off. This script prints the findings and exits non-zero when any check failed.
+#
+#   e2e.sh make        `make install DESTDIR=<copy>` plus configuration, then check-inside.sh
+#   e2e.sh deb FILE    the .deb is installed inside the booted container: check-deb-inside.sh
 #
 # Needs root, systemd-nspawn (package systemd-container), debootstrap (first run only), make.
 #
 # Environment:
-#   WXTOKEN_BIN        the wxtoken binary to install (default: $CARGO_TARGET_DIR/debug/wxtoken)
+#   WXTOKEN_BIN        the wxtoken binary for `make` (default: $CARGO_TARGET_DIR/debug/wxtoken)
 #   WXTOKEN_FAKE_BIN   the fake WeChat server (default: $CARGO_TARGET_DIR/debug/examples/fake-wechat)
 #   WXTOKEN_E2E_TIMEOUT  seconds the booted container may take (default 300)
 #   WXTOKEN_E2E_KEEP=1 keep the work directory (the container's root, logs) for inspection
@@ -22,17 +25,23 @@ case $target in /*) ;; *) target=$repo/$target ;; esac
 bin=${WXTOKEN_BIN:-$target/debug/wxtoken}
 fake_bin=${WXTOKEN_FAKE_BIN:-$target/debug/examples/fake-wechat}
 boot_timeout=${WXTOKEN_E2E_TIMEOUT:-300}
+mode=${1:-make}
+deb=${2:-}
 
 # Default account of the fake WeChat API.
 APPID=wx1234567890abcdef
 SECRET=demo-secret-not-a-real-one
 
-log() { echo "e2e: $*" >&2; }
+log() { echo "e2e($mode): $*" >&2; }
 die() { log "$*"; exit 1; }
 
+case $mode in
+    make) [ -x "$bin" ] || die "wxtoken binary $bin not found (cargo build)" ;;
+    deb) [ -f "$deb" ] || die "usage: e2e.sh deb FILE.deb (cargo deb)" ;;
+    *) die "usage: e2e.sh make | e2e.sh deb FILE.deb" ;;
+esac
 [ "$(id -u)" = 0 ] || die "must run as root"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn not installed (apt-get install systemd-container)"
-[ -x "$bin" ] || die "wxtoken binary $bin not found (cargo build)"
 [ -x "$fake_bin" ] || die "fake WeChat server $fake_bin not found (cargo build --example fake-wechat)"
 
 t0=$(date +%s)
@@ -66,15 +75,13 @@ for _ in $(seq 100); do
 done
 [ -n "$url" ] || { cat "$work/fake.log" >&2; die "fake WeChat server did not print its address"; }
 log "fake WeChat API at $url"
-# A port where nothing listens, for the transient-failure check: bind one, then free it.
-closed_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 9)
 
-# --- Install as an admin would: make install, then configuration --------------------------------
-make -s -C "$repo" install DESTDIR="$root" BIN="$bin" >"$work/make-install.log"
-
-conf() { # NAME APPID SECRET API_BASE [extra lines...]
-    local name=$1 appid=$2 secret=$3 base=$4
+# conf NAME APPID SECRET API_BASE [extra lines...]: settings and secret as an admin writes them
+# (into DIR, default the container's /etc/wxtoken).
+conf() {
+    local name=$1 appid=$2 secret=$3 base=$4 dir=${CONF_DIR:-$root/etc/wxtoken} f
     shift 4
+    mkdir -p "$dir"
     {
         echo "WXTOKEN_APPID=$appid"
         echo "WXTOKEN_API_BASE=$base"
@@ -82,18 +89,34 @@ conf() { # NAME APPID SECRET API_BASE [extra lines...]
         echo "WXTOKEN_MAX_TIME=30"
         echo "RUST_LOG=info"
         for l in "$@"; do echo "$l"; done
-    } >"$root/etc/wxtoken/$name.conf"
-    chmod 0644 "$root/etc/wxtoken/$name.conf"
-    if [ "$name" = wxtoken ]; then f=$root/etc/wxtoken/secret; else f=$root/etc/wxtoken/$name.secret; fi
+    } >"$dir/$name.conf"
+    chmod 0644 "$dir/$name.conf"
+    if [ "$name" = wxtoken ]; then f=$dir/secret; else f=$dir/$name.secret; fi
     (umask 077; printf '%s\n' "$secret" >"$f")
 }
-conf wxtoken "$APPID" "$SECRET" "$url"                      # the single-account units
-conf shop "$APPID" "$SECRET" "$url"                         # wxtoken@shop
-conf bad "$APPID" "wrong-secret" "$url"                     # wxtoken@bad: errcode, exit 78
-conf down "$APPID" "$SECRET" "http://127.0.0.1:$closed_port" "WXTOKEN_MAX_TIME=5"  # exit 75
+
+case $mode in
+make)
+    # A port where nothing listens, for the transient-failure check: bind one, then free it.
+    closed_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 9)
+    make -s -C "$repo" install DESTDIR="$root" BIN="$bin" >"$work/make-install.log"
+    conf wxtoken "$APPID" "$SECRET" "$url"                      # the single-account units
+    conf shop "$APPID" "$SECRET" "$url"                         # wxtoken@shop
+    conf bad "$APPID" "wrong-secret" "$url"                     # wxtoken@bad: errcode, exit 78
+    conf down "$APPID" "$SECRET" "http://127.0.0.1:$closed_port" "WXTOKEN_MAX_TIME=5"  # exit 75
+    check=check-inside.sh
+    ;;
+deb)
+    # The package goes in while the container runs (its postinst talks to systemd); the settings
+    # the check script applies after installing it wait in /root/wxtoken-conf.
+    install -Dm0644 "$deb" "$root/root/wxtoken.deb"
+    CONF_DIR=$root/root/wxtoken-conf conf wxtoken "$APPID" "$SECRET" "$url"
+    check=check-deb-inside.sh
+    ;;
+esac
 
 # The checks run inside, as a unit started at boot; the container powers off when it ends.
-install -Dm0755 "$here/check-inside.sh" "$root/usr/local/libexec/wxtoken-e2e-check"
+install -Dm0755 "$here/$check" "$root/usr/local/libexec/wxtoken-e2e-check"
 cat >"$root/etc/systemd/system/wxtoken-e2e-check.service" <<UNIT
 [Unit]
 Description=wxtoken end-to-end checks

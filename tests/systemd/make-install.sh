@@ -38,6 +38,8 @@ expected_local="644 ./etc/wxtoken/wxtoken.conf
 man=$(cd "$repo" && ls man/*.1 2>/dev/null || true)
 for m in $man; do expected_local="$expected_local
 644 ./usr/local/share/man/man1/${m##*/}"; done
+[ -f "$repo/README.md" ] && expected_local="$expected_local
+644 ./usr/local/share/doc/wxtoken/README.md"
 expect "PREFIX=/usr/local: installed files and modes" "$(echo "$expected_local" | sort)" "$(listing "$d")"
 cmp -s "$d/usr/local/bin/wxtoken" "$work/target/release/wxtoken" && ok "binary taken from \$CARGO_TARGET_DIR/release" \
     || fail "binary not taken from \$CARGO_TARGET_DIR/release"

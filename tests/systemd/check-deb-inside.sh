@@ -1,0 +1,55 @@
+#!/bin/bash
+# Runs inside the booted test container (see `e2e.sh deb`): installs /root/wxtoken.deb with dpkg
+# while systemd runs, as an admin would, then checks what the package promises. Writes "ok NAME" /
+# "FAIL NAME: details" lines and "DONE" to /results/report; extra output to /results/debug.log.
+set -u
+R=/results/report
+D=/results/debug.log
+: >"$R"
+: >"$D"
+exec 2>>"$D"
+
+ok()   { echo "ok $1" >>"$R"; }
+fail() { echo "FAIL $1: $2" >>"$R"; }
+debug() { { echo "---- $*"; "$@"; } >>"$D" 2>&1; }
+expect() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "expected '$2', got '$3'"; fi; }
+prop() { systemctl show -P "$2" "$1"; }
+
+# --- install -------------------------------------------------------------------------------------
+if dpkg -i /root/wxtoken.deb >>"$D" 2>&1; then ok "dpkg -i wxtoken.deb"; else fail "dpkg -i wxtoken.deb" "see debug.log"; fi
+getent passwd wxtoken >/dev/null && getent group wxtoken >/dev/null \
+    && ok "postinst created user and group wxtoken" || fail "user wxtoken" "missing after install"
+expect "wxtoken.timer enabled by the package" enabled "$(systemctl is-enabled wxtoken.timer 2>&1)"
+expect "wxtoken.timer started by the package" active "$(systemctl is-active wxtoken.timer 2>&1)"
+systemctl list-timers --all --no-pager --no-legend | grep -q ' wxtoken.timer ' \
+    && ok "wxtoken.timer listed by systemctl list-timers" || fail "wxtoken.timer listed" "not listed"
+expect "the one-shot wxtoken.service was not started by the package" "inactive 0" \
+    "$(prop wxtoken.service ActiveState) $(prop wxtoken.service ExecMainStartTimestampMonotonic)"
+conffiles=$(dpkg-query -W -f='${Conffiles}' wxtoken)
+grep -q '/etc/wxtoken/wxtoken.conf' <<<"$conffiles" && ok "/etc/wxtoken/wxtoken.conf is a conffile" \
+    || fail "/etc/wxtoken/wxtoken.conf is a conffile" "conffiles: $conffiles"
+expect "/usr/lib/sysusers.d/wxtoken.conf installed" yes "$([ -f /usr/lib/sysusers.d/wxtoken.conf ] && echo yes)"
+# Not configured yet: a start is skipped by ConditionPathExists=/etc/wxtoken/secret, not failed.
+systemctl start wxtoken.service
+expect "unconfigured wxtoken.service is skipped, not failed" "inactive no" \
+    "$(prop wxtoken.service ActiveState) $(prop wxtoken.service ConditionResult)"
+
+# --- configure and run: the packaged units run /usr/bin/wxtoken ----------------------------------
+install -m0644 /root/wxtoken-conf/wxtoken.conf /etc/wxtoken/wxtoken.conf
+install -m0600 /root/wxtoken-conf/secret /etc/wxtoken/secret
+systemctl start wxtoken.service; rc=$?
+debug systemctl status --no-pager wxtoken.service
+expect "configured wxtoken.service succeeds" "0 success 0" "$rc $(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
+expect "token file owner and mode" "wxtoken:wxtoken 640" "$(stat -c '%U:%G %a' /var/lib/wxtoken/access_token.json 2>&1)"
+
+# --- remove keeps the settings, purge removes them -----------------------------------------------
+if dpkg -r wxtoken >>"$D" 2>&1; then ok "dpkg -r wxtoken"; else fail "dpkg -r wxtoken" "see debug.log"; fi
+expect "after remove: binary gone, settings kept" "no yes" \
+    "$([ -e /usr/bin/wxtoken ] && echo yes || echo no) $([ -e /etc/wxtoken/wxtoken.conf ] && echo yes || echo no)"
+expect "after remove: wxtoken.timer stopped" inactive "$(systemctl is-active wxtoken.timer 2>&1)"
+if dpkg --purge wxtoken >>"$D" 2>&1; then ok "dpkg --purge wxtoken"; else fail "dpkg --purge wxtoken" "see debug.log"; fi
+expect "after purge: /etc/wxtoken and /var/lib/wxtoken gone" "no no" \
+    "$([ -e /etc/wxtoken ] && echo yes || echo no) $([ -e /var/lib/wxtoken ] && echo yes || echo no)"
+debug ls -la /etc/systemd/system/timers.target.wants
+
+echo DONE >>"$R"
