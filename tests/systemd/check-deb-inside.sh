@@ -31,6 +31,7 @@ grep -q '/etc/wxtoken/wxtoken.conf' <<<"$conffiles" && ok "/etc/wxtoken/wxtoken.
 expect "/usr/lib/sysusers.d/wxtoken.conf installed" yes "$([ -f /usr/lib/sysusers.d/wxtoken.conf ] && echo yes)"
 # Not configured yet: a start is skipped by ConditionPathExists=/etc/wxtoken/secret, not failed.
 systemctl start wxtoken.service
+debug systemctl status --no-pager wxtoken.service
 expect "unconfigured wxtoken.service is skipped, not failed" "inactive no" \
     "$(prop wxtoken.service ActiveState) $(prop wxtoken.service ConditionResult)"
 
