@@ -45,6 +45,11 @@ for t in wxtoken.timer wxtoken@shop.timer; do
     if grep -q " $t " <<<"$timers "; then ok "$t listed by systemctl list-timers"; else fail "$t listed" "not in: $timers"; fi
     expect "$t enabled" enabled "$(systemctl is-enabled "$t")"
     expect "$t active" active "$(systemctl is-active "$t")"
+    # Every minute plus a fixed random delay under 30 s: the next tick is at most 90 s away.
+    next=$(date -d "$(prop "$t" NextElapseUSecRealtime)" +%s 2>/dev/null || echo 0)
+    left=$((next - $(date +%s)))
+    if [ "$left" -ge 0 ] && [ "$left" -le 90 ]; then ok "$t next tick in $left s (<= 90)"; else
+        fail "$t next tick within 90 s" "NextElapseUSecRealtime='$(prop "$t" NextElapseUSecRealtime)' ($left s)"; fi
 done
 
 # --- instance first: /var/lib/wxtoken does not exist yet, systemd creates the parent ----------
