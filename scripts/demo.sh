@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Quick start without a WeChat account: builds wxtoken, starts the fake WeChat API shipped in
+# examples/ on 127.0.0.1, runs real refreshes against it into a temp directory and shows the files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet --bin wxtoken --example fake-wechat
+target=${CARGO_TARGET_DIR:-target}
+wxtoken=$target/debug/wxtoken
+
+dir=$(mktemp -d /tmp/wxtoken-demo.XXXXXX)
+fake_pid=
+trap '[ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null; rm -rf "$dir"' EXIT
+
+# Port 0: the kernel picks a free port; the fake prints the URL it got on its first line.
+mkfifo "$dir/fake.out"
+"$target/debug/examples/fake-wechat" --listen 127.0.0.1:0 --exit-after 120 --quiet >"$dir/fake.out" &
+fake_pid=$!
+read -r line <"$dir/fake.out"
+url=${line##* }
+echo "== $line"
+
+# The secret lives in a file only root (here: you) can read; never on the command line.
+printf 'demo-secret-not-a-real-one\n' >"$dir/secret"
+chmod 600 "$dir/secret"
+
+run() {
+    echo "== wxtoken refresh $*"
+    "$wxtoken" refresh --appid wx1234567890abcdef --secret-file "$dir/secret" --api-base "$url" \
+        --out "$dir/state/access_token.json" --out "$dir/state/access_token.php" \
+        --ticket jsapi "$@" 2>&1 || echo "(exit status $?)"
+}
+
+run
+echo "== $dir/state/access_token.json"
+cat "$dir/state/access_token.json"
+echo "== $dir/state/access_token.php"
+cat "$dir/state/access_token.php"
+echo "== $dir/state/jsapi_ticket.json"
+cat "$dir/state/jsapi_ticket.json"
+echo "== ls -l $dir/state"
+ls -l "$dir/state"
+# A second run finds the token fresh: no call to the (fake) WeChat.
+run
+# A wrong secret is a configuration error: exit 78, the good files stay as they were.
+printf 'wrong-secret\n' >"$dir/secret"
+run --force
