@@ -25,6 +25,36 @@ pub struct Cli {
 pub enum Command {
     /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
     Refresh(RefreshArgs),
+    /// Show what the token file (and ticket files) hold; exit 0 when the token has more than the
+    /// margin left, 1 otherwise. Reads only: no lock, no network. For admins and monitoring.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The token file to inspect (the first .json of a comma-separated WXTOKEN_OUT).
+    #[arg(long = "out", env = "WXTOKEN_OUT", value_name = "PATH", value_delimiter = ',',
+          default_value = DEFAULT_OUT)]
+    pub outs: Vec<PathBuf>,
+
+    /// Fresh means more than this many seconds left.
+    #[arg(
+        long,
+        env = "WXTOKEN_MARGIN",
+        value_name = "SECONDS",
+        default_value_t = 300
+    )]
+    pub margin: u64,
+
+    /// Also show these tickets (TYPE_ticket.json beside the token file).
+    #[arg(
+        long = "ticket",
+        env = "WXTOKEN_TICKETS",
+        value_name = "TYPE",
+        value_delimiter = ',',
+        value_enum
+    )]
+    pub tickets: Vec<crate::tickets::TicketType>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,7 +128,7 @@ pub struct RefreshArgs {
     )]
     pub api_base: Vec<String>,
 
-    /// Refresh when fewer than this many seconds of validity remain.
+    /// Refresh when no more than this many seconds of validity remain.
     #[arg(long, env = "WXTOKEN_MARGIN", value_name = "SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(0..=7000))]
     pub margin: u64,

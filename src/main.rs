@@ -10,6 +10,14 @@ fn main() -> ExitCode {
     wxtoken::logging::init();
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::refresh::run(args),
+        // 0: the token has more than the margin left; 1: it does not (missing, expired, due).
+        Command::Status(args) => {
+            return if wxtoken::status::run(args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
     };
     match result {
         // 0: the file holds a token with more than the margin left.

@@ -1,0 +1,81 @@
+//! `wxtoken status`: what the files hold, for an admin at a terminal or a monitoring check.
+
+use std::path::PathBuf;
+
+use crate::cli::StatusArgs;
+use crate::logging::mask;
+use crate::refresh::unix_now;
+use crate::store::{Format, Store};
+use crate::tickets;
+
+/// Prints one line per file to stdout; true when the token has more than the margin left and
+/// every listed ticket is unexpired.
+pub fn run(args: &StatusArgs) -> bool {
+    let state: PathBuf = match args
+        .outs
+        .iter()
+        .find(|p| Format::of(p).is_ok_and(|f| f == Format::Json))
+    {
+        Some(p) => p.clone(),
+        None => {
+            println!("no .json among the outputs: nothing to inspect");
+            return false;
+        }
+    };
+    let store = Store {
+        state: state.clone(),
+        outs: vec![(state.clone(), Format::Json)],
+        mode: 0o640,
+        gid: None,
+    };
+    let now = unix_now();
+    let mut ok = match store.read_state() {
+        None => {
+            println!(
+                "{}: no valid token file (has wxtoken refresh run? see journalctl -u wxtoken)",
+                state.display()
+            );
+            false
+        }
+        Some(t) => {
+            let left = t.remaining(now);
+            let verdict = if left > args.margin as i64 {
+                "fresh"
+            } else if left > 0 {
+                "due for refresh"
+            } else {
+                "EXPIRED"
+            };
+            println!(
+                "{}: {verdict}: token {} of {} ({}), {left} s left (expires_at {}), refreshed {} s ago",
+                state.display(),
+                mask(&t.access_token),
+                t.appid,
+                t.api,
+                t.expires_at,
+                now.saturating_sub(t.refreshed_at)
+            );
+            left > args.margin as i64
+        }
+    };
+    for &ty in &args.tickets {
+        let path = tickets::path_for(store.dir(), ty);
+        match tickets::read(&path) {
+            Some(t) => {
+                let left = t.expires_at as i64 - now as i64;
+                println!(
+                    "{}: {} ticket {}, {left} s left",
+                    path.display(),
+                    ty.name(),
+                    mask(&t.ticket)
+                );
+                ok &= left > 0;
+            }
+            None => {
+                println!("{}: no valid {} ticket file", path.display(), ty.name());
+                ok = false;
+            }
+        }
+    }
+    ok
+}
