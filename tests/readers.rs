@@ -126,6 +126,12 @@ const READERS: &[Reader] = &[
         takes_min: true,
     },
     Reader {
+        name: "ew45-token",
+        kind: Kind::Json,
+        sees_expiry: true,
+        takes_min: false,
+    },
+    Reader {
         name: "ew6-ticket",
         kind: Kind::Ticket,
         sees_expiry: true,
@@ -170,7 +176,7 @@ impl Reader {
         let min_s = min.to_string();
         let py = root("contrib/python");
         match self.name {
-            n if n.starts_with("php-") || n.starts_with("ew6-") => {
+            n if n.starts_with("php-") || n.starts_with("ew") => {
                 let mut c = php();
                 c.arg(root("tests/readers/run.php")).args([n, p, &min_s]);
                 output(c)
@@ -271,7 +277,7 @@ impl Reader {
                 "{} on the {case} file: wanted {why:?} in: {err}",
                 self.name
             );
-            if self.name.starts_with("php-") || self.name.starts_with("ew6-") {
+            if self.name.starts_with("php-") || self.name.starts_with("ew") {
                 // 3 = the documented RuntimeException; anything else is a PHP error or a bug.
                 assert_eq!(o.status.code(), Some(3), "{}: {err}", self.name);
             }

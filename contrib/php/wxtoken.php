@@ -36,6 +36,23 @@ if (!function_exists('wxtoken_access_token')) {
     }
 
     /**
+     * The whole record from wxtoken's JSON file (access_token, expires_at, expires_in, appid, ...),
+     * after the same checks as wxtoken_access_token(), from a single read - for code that needs the
+     * token and its expiry together, e.g. EasyWeChat 4/5's setToken($token, $lifetime).
+     *
+     * @param string $path
+     * @param int    $minRemaining
+     * @return array
+     * @throws RuntimeException
+     */
+    function wxtoken_token_data($path = '/var/lib/wxtoken/access_token.json', $minRemaining = 0)
+    {
+        $data = wxtoken_read_json($path);
+        wxtoken_checked_value($data, 'access_token', $path, $minRemaining);
+        return $data;
+    }
+
+    /**
      * The access token from wxtoken's .php output (`--out .../access_token.php`), the array that
      * apps written like "include access_token.php" expect.
      *

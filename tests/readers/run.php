@@ -16,7 +16,21 @@ function wxtoken_test_bug($msg)
     exit(4);
 }
 
-if (strpos($reader, 'ew6-') === 0) {
+if (strpos($reader, 'ew45-') === 0) {
+    // The class from contrib/easywechat4-5.md, as printed there, with the file path swapped.
+    require __DIR__ . '/easywechat45-standin.php';
+    require $contrib . '/php/wxtoken.php';
+    $md = file_get_contents($contrib . '/easywechat4-5.md');
+    $at = strpos($md, 'runs this block: ew45-class -->');
+    if ($at === false || !preg_match('/```php\n(.*?)```/s', $md, $m, 0, $at)) {
+        wxtoken_test_bug('contrib/easywechat4-5.md lacks the ew45-class block');
+    }
+    $code = str_replace("'/var/lib/wxtoken/access_token.json'", var_export($path, true), $m[1], $swapped);
+    if ($swapped !== 1) {
+        wxtoken_test_bug('the ew45-class block does not name /var/lib/wxtoken/access_token.json once');
+    }
+    eval($code);
+} elseif (strpos($reader, 'ew6-') === 0) {
     require __DIR__ . '/easywechat6-contracts.php';
     require $contrib . '/easywechat6/WxtokenFile.php';
     require $contrib . '/easywechat6/WxtokenAccessToken.php';
@@ -49,6 +63,29 @@ try {
             $value = $t->getToken();
             if ($t->toQuery() !== array('access_token' => $value)) {
                 wxtoken_test_bug('toQuery() = ' . var_export($t->toQuery(), true));
+            }
+            break;
+        case 'ew45-token':
+            // $min is not a parameter of the class: the test passes 0 only.
+            $t = new WxtokenEasyWeChatToken(null);
+            if (!$t instanceof \EasyWeChat\Kernel\Contracts\AccessTokenInterface) {
+                wxtoken_test_bug('not an AccessTokenInterface');
+            }
+            $value = $t->getToken()['access_token'];
+            // The SDK's refresh paths: every one must end at the file, none at WeChat.
+            try {
+                $again = $t->getToken(true)['access_token'];
+                $t->refresh();
+                $t->getRefreshedToken();
+            } catch (\LogicException $e) {
+                wxtoken_test_bug($e->getMessage());
+            }
+            if ($again !== $value) {
+                wxtoken_test_bug('getToken(true) gave another token');
+            }
+            $lifetime = $t->getToken()['expires_in'];
+            if (!is_int($lifetime) || $lifetime < 1 || $lifetime > 7200) {
+                wxtoken_test_bug("expires_in $lifetime");
             }
             break;
         case 'ew6-ticket':
