@@ -85,10 +85,12 @@ fn check_appid(appid: Option<&str>, api: Api) -> Result<String> {
 }
 
 fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
+    let mut from_credential = false;
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) if Path::new(&dir).join(CREDENTIAL_NAME).exists() => {
+                from_credential = true;
                 Path::new(&dir).join(CREDENTIAL_NAME)
             }
             _ => {
@@ -133,7 +135,16 @@ fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
         )));
     }
     crate::logging::register_secret(secret);
-    Ok((secret.to_string(), shown))
+    // systemd's copy under /run/credentials is not what an admin edits: name the source instead.
+    let source = if from_credential {
+        format!(
+            "the file the unit's LoadCredential={CREDENTIAL_NAME}:... names (/etc/wxtoken/secret, or \
+             /etc/wxtoken/NAME.secret for wxtoken@NAME)"
+        )
+    } else {
+        shown
+    };
+    Ok((secret.to_string(), source))
 }
 
 fn check_bases(given: &[String], api: Api) -> Result<Vec<String>> {

@@ -877,13 +877,24 @@ fn redirects_are_not_followed_and_the_body_limit_is_64_kib() {
     let fake = FakeWeChat::start();
     let elsewhere = FakeWeChat::start();
     let site = Site::new();
-    fake.set_default(Behaviour::Redirect(format!("{}/cgi-bin/stable_token", elsewhere.base_url())));
+    fake.set_default(Behaviour::Redirect(format!(
+        "{}/cgi-bin/stable_token",
+        elsewhere.base_url()
+    )));
     site.refresh(&fake).run().expect(75).stderr_has("HTTP 302");
-    assert_eq!(elsewhere.requests().len(), 0, "the redirect was followed (with the secret)");
+    assert_eq!(
+        elsewhere.requests().len(),
+        0,
+        "the redirect was followed (with the secret)"
+    );
 
     // Padding a good answer to 60 KiB is still accepted; 64 KiB + 1 is not.
     fake.set_default(Behaviour::Oversized(60 * 1024));
     site.refresh(&fake).run().expect(0);
     fake.set_default(Behaviour::Oversized(64 * 1024 + 1));
-    site.refresh(&fake).args(&["--force"]).run().expect(75).stderr_has("over 65536 bytes");
+    site.refresh(&fake)
+        .args(&["--force"])
+        .run()
+        .expect(75)
+        .stderr_has("over 65536 bytes");
 }
