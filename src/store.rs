@@ -151,6 +151,7 @@ impl Store {
     pub fn lock(&self, deadline: &Deadline) -> Result<Lock> {
         for (path, _) in &self.outs {
             ensure_dir(dir_of(path))?;
+            refuse_root_in_foreign_dir(dir_of(path))?;
         }
         let path = self.lock_path();
         let file = OpenOptions::new()
@@ -294,6 +295,24 @@ fn dir_of(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// An admin running wxtoken by hand as root against the service's directory would leave root-owned
+/// files (the lock among them) that the service's user can no longer open: every later timer run
+/// would fail. Refuse, and say how to run it instead.
+fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let owner = fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+    if euid == 0 && owner != 0 {
+        return Err(Error::config(format!(
+            "refusing to write into {} as root: it belongs to uid {owner}, and root-owned files there \
+             would lock that user out. Run `systemctl start wxtoken.service` (or wxtoken@NAME), or \
+             run as the owner: runuser -u <owner> -- wxtoken ...",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {

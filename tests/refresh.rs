@@ -898,3 +898,30 @@ fn redirects_are_not_followed_and_the_body_limit_is_64_kib() {
         .expect(75)
         .stderr_has("over 65536 bytes");
 }
+
+#[test]
+fn root_does_not_write_into_another_users_directory() {
+    if !is_root() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    fs::create_dir_all(site.state_dir()).unwrap();
+    std::os::unix::fs::chown(site.state_dir(), Some(65534), Some(65534)).unwrap();
+    let run = site.refresh(&fake).run();
+    run.expect(78)
+        .stderr_has("refusing to write")
+        .stderr_has("systemctl start wxtoken.service");
+    assert_eq!(fake.token_calls(), 0);
+    assert!(
+        site.listing().is_empty(),
+        "nothing may be created: {:?}",
+        site.listing()
+    );
+}
