@@ -429,6 +429,36 @@ fn every_reader_returns_the_written_token_and_fails_clearly() {
     println!("readers checked: {}", checked.join(", "));
 }
 
+/// The read side of seeds 001 and 002, with only the path changed as contrib/seeds.md says, takes
+/// wxtoken's files as a valid cache: the seed never reaches its own fetch while wxtoken is healthy.
+#[test]
+fn seed_read_paths_accept_wxtokens_files() {
+    if !require_tool("php") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let php_out = site.state_dir().join(file_name(Kind::Php));
+    site.refresh(&fake)
+        .add("--out", php_out.to_str().unwrap())
+        .run()
+        .expect(0);
+    let token = site.token();
+    for (seed, file) in [("001", &php_out), ("002", &site.out)] {
+        let mut c = php();
+        c.arg(root("tests/readers/seeds.php")).arg(seed).arg(file);
+        let o = output(c);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "seed {seed} would fetch a token itself (5) or broke: {}",
+            text(&o.stderr)
+        );
+        assert_eq!(text(&o.stdout), token, "seed {seed}");
+        assert_eq!(text(&o.stderr), "", "seed {seed}: PHP diagnostics");
+    }
+}
+
 /// wx.config() signatures with WeChat's published example (JS-SDK docs, appendix 1), from a
 /// ticket file in wxtoken's format.
 #[test]
