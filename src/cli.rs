@@ -30,23 +30,17 @@ pub enum Command {
     Status(StatusArgs),
 }
 
+/// The files a run writes and `status` reads, and when a token counts as fresh.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// The token file to inspect (the first .json of a comma-separated WXTOKEN_OUT).
+pub struct Files {
+    /// Token file to write; repeat (or comma-separate in the variable) for more. The format follows
+    /// the extension: .json (the contract), .php (returns an array), .txt (the token alone).
     #[arg(long = "out", env = "WXTOKEN_OUT", value_name = "PATH", value_delimiter = ',',
           default_value = DEFAULT_OUT)]
     pub outs: Vec<PathBuf>,
 
-    /// Fresh means more than this many seconds left.
-    #[arg(
-        long,
-        env = "WXTOKEN_MARGIN",
-        value_name = "SECONDS",
-        default_value_t = 300
-    )]
-    pub margin: u64,
-
-    /// Also show these tickets (TYPE_ticket.json beside the token file).
+    /// Also keep a JS-SDK ticket fresh in TYPE_ticket.json beside the token file; repeat for more
+    /// (jsapi, wx_card for Official Accounts; jsapi, agent_config for WeCom).
     #[arg(
         long = "ticket",
         env = "WXTOKEN_TICKETS",
@@ -55,6 +49,18 @@ pub struct StatusArgs {
         value_enum
     )]
     pub tickets: Vec<crate::tickets::TicketType>,
+
+    /// A token is fresh while more than this many seconds of validity remain; `refresh` renews it
+    /// (and each ticket) once no more than this is left.
+    #[arg(long, env = "WXTOKEN_MARGIN", value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=7000))]
+    pub margin: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub files: Files,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,22 +103,8 @@ pub struct RefreshArgs {
     #[arg(long, env = "WXTOKEN_SECRET_FILE", value_name = "PATH")]
     pub secret_file: Option<PathBuf>,
 
-    /// Token file to write; repeat (or comma-separate in the variable) for more. The format follows
-    /// the extension: .json (the contract), .php (returns an array), .txt (the token alone).
-    #[arg(long = "out", env = "WXTOKEN_OUT", value_name = "PATH", value_delimiter = ',',
-          default_value = DEFAULT_OUT)]
-    pub outs: Vec<PathBuf>,
-
-    /// Also keep a JS-SDK ticket fresh in TYPE_ticket.json beside the token file; repeat for more
-    /// (jsapi, wx_card for Official Accounts; jsapi, agent_config for WeCom).
-    #[arg(
-        long = "ticket",
-        env = "WXTOKEN_TICKETS",
-        value_name = "TYPE",
-        value_delimiter = ',',
-        value_enum
-    )]
-    pub tickets: Vec<crate::tickets::TicketType>,
+    #[command(flatten)]
+    pub files: Files,
 
     /// Which token API to call.
     #[arg(long, env = "WXTOKEN_API", value_enum, default_value_t = Api::Stable)]
@@ -127,11 +119,6 @@ pub struct RefreshArgs {
         value_delimiter = ','
     )]
     pub api_base: Vec<String>,
-
-    /// Refresh when no more than this many seconds of validity remain.
-    #[arg(long, env = "WXTOKEN_MARGIN", value_name = "SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(0..=7000))]
-    pub margin: u64,
 
     /// Refresh even when the file is still fresh.
     #[arg(long, env = "WXTOKEN_FORCE", value_parser = clap::builder::BoolishValueParser::new())]

@@ -38,9 +38,9 @@ impl Config {
         let (secret, secret_source) = load_secret(args.secret_file.as_deref())?;
         let bases = check_bases(&args.api_base, args.api)?;
         let gid = args.group.as_deref().map(resolve_group).transpose()?;
-        let store = Store::new(&args.outs, args.mode, gid)?;
+        let store = Store::new(&args.files.outs, args.mode, gid)?;
         let mut tickets: Vec<TicketType> = Vec::new();
-        for t in &args.tickets {
+        for t in &args.files.tickets {
             t.check(args.api)?;
             if !tickets.contains(t) {
                 tickets.push(*t);
@@ -52,7 +52,7 @@ impl Config {
             secret_source,
             api: args.api,
             bases,
-            margin: args.margin,
+            margin: args.files.margin,
             force: args.force,
             timeout: Duration::from_secs(args.timeout),
             max_time: Duration::from_secs(args.max_time),

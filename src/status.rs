@@ -12,6 +12,7 @@ use crate::tickets;
 /// every listed ticket is unexpired.
 pub fn run(args: &StatusArgs) -> bool {
     let state: PathBuf = match args
+        .files
         .outs
         .iter()
         .find(|p| Format::of(p).is_ok_and(|f| f == Format::Json))
@@ -39,7 +40,7 @@ pub fn run(args: &StatusArgs) -> bool {
         }
         Some(t) => {
             let left = t.remaining(now);
-            let verdict = if left > args.margin as i64 {
+            let verdict = if left > args.files.margin as i64 {
                 "fresh"
             } else if left > 0 {
                 "due for refresh"
@@ -55,10 +56,10 @@ pub fn run(args: &StatusArgs) -> bool {
                 t.expires_at,
                 now.saturating_sub(t.refreshed_at)
             );
-            left > args.margin as i64
+            left > args.files.margin as i64
         }
     };
-    for &ty in &args.tickets {
+    for &ty in &args.files.tickets {
         let path = tickets::path_for(store.dir(), ty);
         match tickets::read(&path) {
             Some(t) => {

@@ -39,7 +39,12 @@ fn status_reports_fresh_due_and_missing() {
     );
     assert!(r.stdout.contains("jsapi ticket"), "{}", r.stdout);
 
-    let r = status(&["--margin", "7200"]);
+    let r = status(&["--margin", "7000"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let mut v = site.read();
+    v["expires_at"] = serde_json::json!(v["refreshed_at"].as_u64().unwrap() + 200);
+    std::fs::write(&site.out, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = status(&[]);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("due for refresh"), "{}", r.stdout);
 
