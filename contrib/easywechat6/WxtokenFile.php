@@ -40,7 +40,7 @@ final class WxtokenFile
             ));
         }
         $value = $data[$field] ?? null;
-        if (!is_string($value) || !preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}$~', $value)) {
+        if (!is_string($value) || !preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}\z~', $value)) {
             throw new RuntimeException(sprintf(
                 'wxtoken: %s has no valid "%s" (garbled, or not written by wxtoken)',
                 $path,

@@ -201,7 +201,7 @@ if (!function_exists('wxtoken_access_token')) {
     function wxtoken_checked_value(array $data, $field, $path, $minRemaining)
     {
         $value = isset($data[$field]) ? $data[$field] : null;
-        if (!is_string($value) || !preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}$~', $value)) {
+        if (!is_string($value) || !preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}\z~', $value)) {
             throw new RuntimeException(sprintf(
                 'wxtoken: %s has no valid "%s" (garbled, or not written by wxtoken)',
                 $path,

@@ -33,7 +33,7 @@ while (true) {
     $ok = is_array($d)
         && isset($d['access_token'], $d['expires_at'], $d['expire_time'], $d['appid'], $d['api'])
         && is_string($d['access_token'])
-        && preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}$~', $d['access_token'])
+        && preg_match('~^[A-Za-z0-9\-_.\~+/=]{1,1024}\z~', $d['access_token'])
         && is_int($d['expires_at'])
         && $d['expire_time'] === $d['expires_at'];
     if (!$ok) {
