@@ -60,6 +60,8 @@ fn php_niced(n: u32) -> Command {
 }
 
 fn output(mut c: Command) -> Output {
+    // No __pycache__ in contrib/python from importing the reader.
+    c.env("PYTHONDONTWRITEBYTECODE", "1");
     c.output().expect("run reader")
 }
 
