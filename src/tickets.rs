@@ -93,6 +93,9 @@ pub struct TicketFile {
     pub expires_in: u64,
     /// Unix seconds; for a ticket WeChat handed out again unchanged, the earliest expiry known.
     pub expires_at: u64,
+    /// Same as `expires_at`, the name JS-SDK sample code checks (as in the token file).
+    #[serde(default)]
+    pub expire_time: u64,
     pub refreshed_at: u64,
     #[serde(rename = "type")]
     pub ticket_type: String,
@@ -114,7 +117,10 @@ pub fn path_for(dir: &Path, ty: TicketType) -> PathBuf {
 pub fn read(path: &Path) -> Option<TicketFile> {
     let bytes = fs::read(path).ok()?;
     match serde_json::from_slice::<TicketFile>(&bytes) {
-        Ok(t) if validate_token(&t.ticket).is_ok() => Some(t),
+        Ok(t) if validate_token(&t.ticket).is_ok() => Some(TicketFile {
+            expire_time: t.expires_at,
+            ..t
+        }),
         _ => {
             warn!(
                 "{} is not a wxtoken ticket file; replacing it",
@@ -159,6 +165,7 @@ pub fn merge(
         ticket: grant.value.clone(),
         expires_in: grant.expires_in,
         expires_at,
+        expire_time: expires_at,
         refreshed_at: now,
         ticket_type: ty.name().to_string(),
         appid: appid.to_string(),

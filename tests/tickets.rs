@@ -38,6 +38,7 @@ fn jsapi_ticket_is_written_beside_the_token_and_lives_on_its_own_clock() {
         7200
     );
     assert_eq!(t["type"], "jsapi");
+    assert_eq!(t["expire_time"], t["expires_at"]);
     assert_eq!(fake.calls("/cgi-bin/ticket/getticket"), 1);
     let req = fake
         .requests()
