@@ -426,9 +426,9 @@ fn every_reader_returns_the_written_token_and_fails_clearly() {
         checked.push(r.name);
     }
     if is_root() {
-        println!("(unreadable files not checked: root reads everything)");
+        show("(unreadable files not checked: root reads everything)");
     }
-    println!("readers checked: {}", checked.join(", "));
+    show(&format!("readers checked: {}", checked.join(", ")));
 }
 
 /// The read side of seeds 001 and 002, with only the path changed as contrib/seeds.md says, takes
@@ -627,15 +627,15 @@ fn no_torn_reads_while_wxtoken_rewrites() {
         acc.1 += failed;
         acc.2 += changes;
     }
-    println!("per reader: {}", lines.join("; "));
-    println!(
+    show(&format!("per reader: {}", lines.join("; ")));
+    show(&format!(
         "torn reads: json {} reads {} failed, php {} reads {} failed, {REWRITES} rewrites in {:.1} s",
         json.0,
         json.1,
         inc.0,
         inc.1,
         rewrite_time.as_secs_f64()
-    );
+    ));
     assert!(
         json.0 >= 5000,
         "too few json reads ({}) to mean anything",

@@ -850,10 +850,10 @@ fn kill_9_never_leaves_a_partial_file() {
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     let (reads, bad) = (reads.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    println!(
+    show(&format!(
         "kill -9: {killed} runs killed, {finished} finished, {temps_seen} left a temp file; \
          {reads} concurrent reads, {bad} bad"
-    );
+    ));
     assert_eq!(bad, 0, "a reader saw a partial or empty file");
     assert!(
         killed >= 100,
@@ -907,7 +907,7 @@ fn root_does_not_write_into_another_users_directory() {
             Ok("true"),
             "CI runs as root"
         );
-        eprintln!("SKIPPED: needs root");
+        show("SKIPPED: needs root");
         return;
     }
     let fake = FakeWeChat::start();

@@ -200,6 +200,14 @@ impl Run {
     }
 }
 
+/// Prints past the test harness's output capture, so figures a test measured (and skips) show in
+/// every `cargo test` log, not only for failures.
+pub fn show(text: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", text.trim_end());
+}
+
 /// A tool a test needs: missing means skip on a laptop, failure under CI.
 pub fn require_tool(name: &str) -> bool {
     let found = Command::new("sh")
@@ -210,7 +218,7 @@ pub fn require_tool(name: &str) -> bool {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{name} is required under CI=true but is not installed");
         }
-        eprintln!("SKIPPED: {name} is not installed");
+        show(&format!("SKIPPED: {name} is not installed"));
     }
     found
 }
@@ -233,7 +241,7 @@ impl Tmpfs {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI runs as root; mounting a tmpfs needs it");
             }
-            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            show("SKIPPED: mounting a tmpfs needs root");
             return None;
         }
         fs::create_dir_all(path).unwrap();
