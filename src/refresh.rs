@@ -10,7 +10,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
 use crate::store::TokenFile;
-use crate::tickets::{self, TicketType};
+use crate::tickets::{self, TicketFile, TicketType};
 use crate::wechat::{Client, Context, Purpose};
 
 pub fn unix_now() -> u64 {
@@ -110,21 +110,16 @@ pub fn run(args: &RefreshArgs) -> Result<()> {
     // Tickets only ever use a token that was validated and published above. A ticket failure
     // never undoes the token write: it is logged and decides the exit status if the token's
     // own outcome was fine.
-    let dir = store.dir().to_path_buf();
     let mut ticket_error: Option<Error> = None;
     for &ty in &cfg.tickets {
-        let path = tickets::path_for(&dir, ty);
-        let Some(why) = tickets::needs_fetch(
-            tickets::read(&path).as_ref(),
-            &cfg.appid,
-            cfg.margin,
-            unix_now(),
-        ) else {
+        let current = tickets::read(&tickets::path_for(store.dir(), ty));
+        let Some(why) = tickets::needs_fetch(current.as_ref(), &cfg.appid, cfg.margin, unix_now())
+        else {
             debug!("{} ticket still fresh", ty.name());
             continue;
         };
         debug!("fetching the {} ticket: {why}", ty.name());
-        let mut result = run.ticket(ty, &token.access_token, &path);
+        let mut result = run.ticket(ty, &token.access_token, current.as_ref());
         if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
             // WeChat's advice: refresh passively when an API reports the token invalid (another
             // program fetched one for this appid, or WeChat revoked it early). Once per run.
@@ -134,7 +129,7 @@ pub fn run(args: &RefreshArgs) -> Result<()> {
             );
             let (t, o) = run.refresh_token("WeChat rejected the current token")?;
             (token, outcome, fetched) = (t, o, true);
-            result = run.ticket(ty, &token.access_token, &path);
+            result = run.ticket(ty, &token.access_token, current.as_ref());
         }
         if let Err(e) = result {
             error!("{} ticket not refreshed: {e}", ty.name());
@@ -223,22 +218,12 @@ impl Run<'_> {
         Ok((fresh, outcome))
     }
 
-    fn ticket(&mut self, ty: TicketType, token: &str, path: &std::path::Path) -> Result<()> {
+    fn ticket(&mut self, ty: TicketType, token: &str, current: Option<&TicketFile>) -> Result<()> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
         let client = self.client()?;
-        tickets::refresh_one(
-            client,
-            &ctx,
-            ty,
-            token,
-            path,
-            cfg.store.mode,
-            cfg.store.gid,
-            unix_now(),
-            &deadline,
-        )
+        tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }
 

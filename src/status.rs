@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::cli::StatusArgs;
 use crate::logging::mask;
 use crate::refresh::unix_now;
-use crate::store::{Format, Store};
+use crate::store::{Format, dir_of, read_token_file};
 use crate::tickets;
 
 /// Prints one line per file to stdout; true when the token has more than the margin left and
@@ -23,14 +23,8 @@ pub fn run(args: &StatusArgs) -> bool {
             return false;
         }
     };
-    let store = Store {
-        state: state.clone(),
-        outs: vec![(state.clone(), Format::Json)],
-        mode: 0o640,
-        gid: None,
-    };
     let now = unix_now();
-    let mut ok = match store.read_state() {
+    let mut ok = match read_token_file(&state) {
         None => {
             println!(
                 "{}: no valid token file (has wxtoken refresh run? see journalctl -u wxtoken)",
@@ -60,7 +54,7 @@ pub fn run(args: &StatusArgs) -> bool {
         }
     };
     for &ty in &args.files.tickets {
-        let path = tickets::path_for(store.dir(), ty);
+        let path = tickets::path_for(dir_of(&state), ty);
         match tickets::read(&path) {
             Some(t) => {
                 let left = t.expires_at as i64 - now as i64;

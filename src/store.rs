@@ -242,38 +242,7 @@ impl Store {
 
     /// The current state, or None when it is missing or not something wxtoken would have written.
     pub fn read_state(&self) -> Option<TokenFile> {
-        let bytes = match fs::read(&self.state) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return None,
-            Err(e) => {
-                warn!(
-                    "cannot read {}: {e}; fetching a new token",
-                    self.state.display()
-                );
-                return None;
-            }
-        };
-        match serde_json::from_slice::<TokenFile>(&bytes) {
-            // Files written before `expire_time` existed get it filled in on the next render.
-            Ok(t) if validate_token(&t.access_token).is_ok() => Some(TokenFile {
-                expire_time: t.expires_at,
-                ..t
-            }),
-            Ok(_) => {
-                warn!(
-                    "{} holds an access_token wxtoken would refuse; replacing it",
-                    self.state.display()
-                );
-                None
-            }
-            Err(e) => {
-                warn!(
-                    "{} is not a wxtoken token file ({e}); replacing it",
-                    self.state.display()
-                );
-                None
-            }
-        }
+        read_token_file(&self.state)
     }
 
     /// Writes every output that does not already hold exactly this state. The .json state goes
@@ -290,7 +259,41 @@ impl Store {
     }
 }
 
-fn dir_of(path: &Path) -> &Path {
+/// A token file as wxtoken wrote it, or None when it is missing or anything else (with a warning).
+pub fn read_token_file(path: &Path) -> Option<TokenFile> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!("cannot read {}: {e}; fetching a new token", path.display());
+            return None;
+        }
+    };
+    match serde_json::from_slice::<TokenFile>(&bytes) {
+        // Files written before `expire_time` existed get it filled in on the next render.
+        Ok(t) if validate_token(&t.access_token).is_ok() => Some(TokenFile {
+            expire_time: t.expires_at,
+            ..t
+        }),
+        Ok(_) => {
+            warn!(
+                "{} holds an access_token wxtoken would refuse; replacing it",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            warn!(
+                "{} is not a wxtoken token file ({e}); replacing it",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// The directory a file lives in (`.` for a bare name).
+pub fn dir_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -13,6 +13,7 @@ use crate::cli::Api;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::logging::{mask, register_token};
+use crate::store::{Store, write_atomic};
 use crate::wechat::{Call, Client, Context, Grant, Purpose, url_encode, validate_token};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -172,30 +173,29 @@ pub fn merge(
     }
 }
 
-/// Fetches one ticket with `token` and writes its file. Returns whether the ticket changed.
-#[allow(clippy::too_many_arguments)]
+/// Fetches one ticket with `token` and writes its file beside the token file. `current` is what
+/// that file held (read once by the caller, which decided from it that a fetch is due).
 pub fn refresh_one(
     client: &Client,
     ctx: &Context<'_>,
     ty: TicketType,
     token: &str,
-    path: &Path,
-    mode: u32,
-    gid: Option<u32>,
-    now: u64,
+    current: Option<&TicketFile>,
+    store: &Store,
     deadline: &Deadline,
 ) -> Result<()> {
-    let current = read(path);
+    let path = path_for(store.dir(), ty);
     let ctx = Context {
         purpose: Purpose::Ticket,
         ..*ctx
     };
     let grant = client.fetch_grant(&ty.call(ctx.api, token), "ticket", &ctx, deadline)?;
     register_token(&grant.value);
-    let new = merge(current.as_ref(), &grant, ty, ctx.appid, now);
-    crate::store::write_atomic(path, &new.render(), mode, gid)?;
+    let now = crate::refresh::unix_now();
+    let new = merge(current, &grant, ty, ctx.appid, now);
+    write_atomic(&path, &new.render(), store.mode, store.gid)?;
     let left = new.expires_at as i64 - now as i64;
-    if current.as_ref().is_some_and(|c| c.ticket == new.ticket) {
+    if current.is_some_and(|c| c.ticket == new.ticket) {
         info!(
             "{} ticket {} unchanged by WeChat, {left} s left (earliest known expiry kept)",
             ty.name(),
