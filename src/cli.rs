@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::vocab::{Api, TicketType};
 
 pub const DEFAULT_OUT: &str = "/var/lib/wxtoken/access_token.json";
 
@@ -48,7 +50,7 @@ pub struct Files {
         value_delimiter = ',',
         value_enum
     )]
-    pub tickets: Vec<crate::tickets::TicketType>,
+    pub tickets: Vec<TicketType>,
 
     /// A token is fresh while more than this many seconds of validity remain; `refresh` renews it
     /// (and each ticket) once no more than this is left.
@@ -61,35 +63,6 @@ pub struct Files {
 pub struct StatusArgs {
     #[command(flatten)]
     pub files: Files,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Api {
-    /// POST /cgi-bin/stable_token (normal mode): every caller gets the same token; recommended.
-    Stable,
-    /// GET /cgi-bin/token: every fetch issues a new token and retires the old one after 5 minutes.
-    Legacy,
-    /// GET /cgi-bin/gettoken on the WeCom host; --appid is the corpid, the secret the corpsecret.
-    Wecom,
-}
-
-impl Api {
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::Stable => "stable",
-            Api::Legacy => "legacy",
-            Api::Wecom => "wecom",
-        }
-    }
-
-    pub fn default_bases(self) -> &'static [&'static str] {
-        match self {
-            Api::Stable | Api::Legacy => {
-                &["https://api.weixin.qq.com", "https://api2.weixin.qq.com"]
-            }
-            Api::Wecom => &["https://qyapi.weixin.qq.com"],
-        }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -6,10 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{Api, RefreshArgs};
+use crate::cli::RefreshArgs;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::tickets::TicketType;
+use crate::vocab::{Api, TicketType};
 
 /// The secret file systemd's `LoadCredential=wxtoken-secret:...` provides.
 pub const CREDENTIAL_NAME: &str = "wxtoken-secret";

@@ -1,10 +1,12 @@
 //! wxtoken: one central refresher for a WeChat / WeCom access token, writing a file that local
 //! apps read instead of each fetching (and invalidating) tokens themselves.
 //!
-//! Modules by responsibility: `cli` (flags and `WXTOKEN_*` variables), `config` (checking them),
-//! `wechat` (HTTP client, validation, errcodes, retries), `store` (lock, state, atomic writes,
-//! formats), `tickets` (JS-SDK tickets on their own clock), `refresh` (the run and its decision), `status` (what the files hold), `logging` (stderr with secrets scrubbed).
+//! Data flows one way: `cli` (flags and `WXTOKEN_*` variables) → `config` (checked settings) →
+//! `refresh` (the run and its decision) → `wechat` (HTTP client), `store` (lock, state, formats),
+//! `tickets`. Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
+//! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod deadline;
@@ -14,4 +16,5 @@ pub mod refresh;
 pub mod status;
 pub mod store;
 pub mod tickets;
+pub mod vocab;
 pub mod wechat;

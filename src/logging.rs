@@ -27,7 +27,7 @@ fn add(needle: String, replacement: &str) {
 /// Never let `secret` reach the log, in any of the spellings it travels in.
 pub fn register_secret(secret: &str) {
     add(secret.to_string(), "***");
-    add(crate::wechat::url_encode(secret), "***");
+    add(crate::vocab::url_encode(secret), "***");
     if let Ok(json) = serde_json::to_string(secret) {
         add(json.trim_matches('"').to_string(), "***");
     }

@@ -10,20 +10,13 @@ fn main() -> ExitCode {
     wxtoken::logging::init();
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::refresh::run(args),
-        // 0: the token has more than the margin left; 1: it does not (missing, expired, due).
-        Command::Status(args) => {
-            return if wxtoken::status::run(args) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
+        Command::Status(args) => wxtoken::status::run(args),
     };
     match result {
-        // 0: the file holds a token with more than the margin left.
-        Ok(()) => ExitCode::SUCCESS,
+        // Each subcommand picks its own success statuses: refresh 0; status 0 fresh, 1 not.
+        Ok(code) => code,
         // 73 / 75 / 78 (sysexits.h): cannot write / try again later / an admin must fix config.
-        // systemd's unit retries 75 and leaves 78 failed (RestartPreventExitStatus=78).
+        // systemd's unit retries 75 and 73, and leaves 78 failed (RestartPreventExitStatus=78).
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(e.kind.exit_code())

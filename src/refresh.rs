@@ -1,23 +1,18 @@
 //! One `wxtoken refresh` run: lock, decide, fetch, validate, publish; then the tickets.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::ExitCode;
 
 use log::{debug, error, info, warn};
 
-use crate::cli::{Api, RefreshArgs};
+use crate::cli::RefreshArgs;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
 use crate::store::TokenFile;
-use crate::tickets::{self, TicketFile, TicketType};
+use crate::tickets::{self, TicketFile};
+use crate::vocab::{Api, TicketType, unix_now};
 use crate::wechat::{Client, Context, Purpose};
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -60,7 +55,7 @@ pub fn decide(
     Decision::Refresh { why }
 }
 
-pub fn run(args: &RefreshArgs) -> Result<()> {
+pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(args)?;
     let deadline = Deadline::after(cfg.max_time);
     let store = &cfg.store;
@@ -142,7 +137,7 @@ pub fn run(args: &RefreshArgs) -> Result<()> {
             message: format!("the token is fine, but a ticket failed: {}", e.message),
             ..e
         }),
-        None => Ok(()),
+        None => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -1,16 +1,27 @@
 //! `wxtoken status`: what the files hold, for an admin at a terminal or a monitoring check.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use crate::atomic::dir_of;
 use crate::cli::StatusArgs;
+use crate::error::Result;
 use crate::logging::mask;
-use crate::refresh::unix_now;
-use crate::store::{Format, dir_of, read_token_file};
+use crate::store::{Format, read_token_file};
 use crate::tickets;
+use crate::vocab::{secs_until, unix_now};
 
 /// Prints one line per file to stdout; true when the token has more than the margin left and
 /// every listed ticket is unexpired.
-pub fn run(args: &StatusArgs) -> bool {
+pub fn run(args: &StatusArgs) -> Result<ExitCode> {
+    Ok(if inspect(args) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn inspect(args: &StatusArgs) -> bool {
     let state: PathBuf = match args
         .files
         .outs
@@ -57,7 +68,7 @@ pub fn run(args: &StatusArgs) -> bool {
         let path = tickets::path_for(dir_of(&state), ty);
         match tickets::read(&path) {
             Some(t) => {
-                let left = t.expires_at as i64 - now as i64;
+                let left = secs_until(t.expires_at, now);
                 println!(
                     "{}: {} ticket {}, {left} s left",
                     path.display(),

@@ -5,17 +5,18 @@
 //! fully written, fsynced temp file in the same directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::{dir_of, write_atomic};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::wechat::validate_token;
+use crate::vocab::{secs_until, validate_token};
 
 /// The JSON contract (the state wxtoken decides from). Field order is the file's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +36,7 @@ pub struct TokenFile {
 
 impl TokenFile {
     pub fn remaining(&self, now: u64) -> i64 {
-        self.expires_at as i64 - now as i64
+        secs_until(self.expires_at, now)
     }
 }
 
@@ -292,14 +293,6 @@ pub fn read_token_file(path: &Path) -> Option<TokenFile> {
     }
 }
 
-/// The directory a file lives in (`.` for a bare name).
-pub fn dir_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// An admin running wxtoken by hand as root against the service's directory would leave root-owned
 /// files (the lock among them) that the service's user can no longer open: every later timer run
 /// would fail. Refuse, and say how to run it instead.
@@ -334,51 +327,4 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         })?;
     info!("created {}", dir.display());
     Ok(())
-}
-
-/// Replaces `path` with `content` so that a reader sees the old or the new file, never a mix or an
-/// empty file, and the new content survives a crash once this returns. Skips the write (returns
-/// false) when the file already holds exactly this content with this mode and group.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32, gid: Option<u32>) -> Result<bool> {
-    if let Ok(meta) = fs::metadata(path) {
-        let same_owner = gid.is_none_or(|g| meta.gid() == g);
-        if meta.len() == content.len() as u64
-            && meta.permissions().mode() & 0o7777 == mode
-            && same_owner
-            && fs::read(path).is_ok_and(|old| old == content)
-        {
-            return Ok(false);
-        }
-    }
-    let dir = dir_of(path);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let fail = |what: &str, e: std::io::Error| {
-        Error::cant_create(format!(
-            "cannot write {} ({what}: {e}); the previous file, if any, is untouched",
-            path.display()
-        ))
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .rand_bytes(6)
-        .tempfile_in(dir)
-        .map_err(|e| fail("creating a temp file in its directory", e))?;
-    // fchmod/fchown on the open file: the final mode regardless of umask, before any byte is in it.
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| fail("setting the mode", e))?;
-    if let Some(g) = gid {
-        std::os::unix::fs::fchown(tmp.as_file(), None, Some(g))
-            .map_err(|e| fail("setting the group", e))?;
-    }
-    tmp.write_all(content).map_err(|e| fail("writing", e))?;
-    tmp.as_file().sync_all().map_err(|e| fail("fsync", e))?;
-    tmp.persist(path)
-        .map_err(|e| fail("renaming into place", e.error))?;
-    // The rename is only durable once the directory entry is on disk.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| fail("fsync of the directory", e))?;
-    Ok(true)
 }

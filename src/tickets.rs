@@ -5,85 +5,41 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Api;
+use crate::atomic::write_atomic;
 use crate::deadline::Deadline;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::logging::{mask, register_token};
-use crate::store::{Store, write_atomic};
-use crate::wechat::{Call, Client, Context, Grant, Purpose, url_encode, validate_token};
+use crate::store::Store;
+use crate::vocab::{Api, TicketType, secs_until, unix_now, url_encode, validate_token};
+use crate::wechat::{Call, Client, Context, Grant, Purpose};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TicketType {
-    /// JS-SDK signature ticket (Official Account: getticket?type=jsapi; WeCom: get_jsapi_ticket).
-    Jsapi,
-    /// Card ticket, Official Accounts only (getticket?type=wx_card).
-    #[value(name = "wx_card")]
-    WxCard,
-    /// WeCom agent JS-SDK ticket (ticket/get?type=agent_config).
-    #[value(name = "agent_config")]
-    AgentConfig,
-}
-
-impl TicketType {
-    pub fn name(self) -> &'static str {
-        match self {
-            TicketType::Jsapi => "jsapi",
-            TicketType::WxCard => "wx_card",
-            TicketType::AgentConfig => "agent_config",
-        }
-    }
-
-    pub fn file_name(self) -> String {
-        format!("{}_ticket.json", self.name())
-    }
-
-    /// Which ticket types exist for which API.
-    pub fn check(self, api: Api) -> Result<()> {
-        let ok = match self {
-            TicketType::Jsapi => true,
-            TicketType::WxCard => api != Api::Wecom,
-            TicketType::AgentConfig => api == Api::Wecom,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::config(format!(
-                "--ticket {} does not exist for --api {}: Official Accounts have jsapi and wx_card, \
-                 WeCom has jsapi and agent_config",
-                self.name(),
-                api.name()
-            )))
-        }
-    }
-
-    fn call(self, api: Api, token: &str) -> Call {
-        let t = url_encode(token);
-        let (shown, path_and_query) = match (api, self) {
-            (Api::Wecom, TicketType::AgentConfig) => (
-                "GET /cgi-bin/ticket/get",
-                format!("/cgi-bin/ticket/get?access_token={t}&type=agent_config"),
+/// The request for one ticket type on one API.
+fn call(ty: TicketType, api: Api, token: &str) -> Call {
+    let t = url_encode(token);
+    let (shown, path_and_query) = match (api, ty) {
+        (Api::Wecom, TicketType::AgentConfig) => (
+            "GET /cgi-bin/ticket/get",
+            format!("/cgi-bin/ticket/get?access_token={t}&type=agent_config"),
+        ),
+        (Api::Wecom, _) => (
+            "GET /cgi-bin/get_jsapi_ticket",
+            format!("/cgi-bin/get_jsapi_ticket?access_token={t}"),
+        ),
+        (_, ty) => (
+            "GET /cgi-bin/ticket/getticket",
+            format!(
+                "/cgi-bin/ticket/getticket?access_token={t}&type={}",
+                ty.name()
             ),
-            (Api::Wecom, _) => (
-                "GET /cgi-bin/get_jsapi_ticket",
-                format!("/cgi-bin/get_jsapi_ticket?access_token={t}"),
-            ),
-            (_, ty) => (
-                "GET /cgi-bin/ticket/getticket",
-                format!(
-                    "/cgi-bin/ticket/getticket?access_token={t}&type={}",
-                    ty.name()
-                ),
-            ),
-        };
-        Call {
-            shown,
-            path_and_query,
-            json_body: None,
-        }
+        ),
+    };
+    Call {
+        shown,
+        path_and_query,
+        json_body: None,
     }
 }
 
@@ -145,7 +101,7 @@ pub fn needs_fetch(
     if t.appid != appid {
         return Some(format!("the file holds a ticket of appid {}", t.appid));
     }
-    let left = t.expires_at as i64 - now as i64;
+    let left = secs_until(t.expires_at, now);
     (left <= margin as i64).then(|| format!("{left} s left, within the margin of {margin} s"))
 }
 
@@ -189,12 +145,12 @@ pub fn refresh_one(
         purpose: Purpose::Ticket,
         ..*ctx
     };
-    let grant = client.fetch_grant(&ty.call(ctx.api, token), "ticket", &ctx, deadline)?;
+    let grant = client.fetch_grant(&call(ty, ctx.api, token), "ticket", &ctx, deadline)?;
     register_token(&grant.value);
-    let now = crate::refresh::unix_now();
+    let now = unix_now();
     let new = merge(current, &grant, ty, ctx.appid, now);
     write_atomic(&path, &new.render(), store.mode, store.gid)?;
-    let left = new.expires_at as i64 - now as i64;
+    let left = secs_until(new.expires_at, now);
     if current.is_some_and(|c| c.ticket == new.ticket) {
         info!(
             "{} ticket {} unchanged by WeChat, {left} s left (earliest known expiry kept)",
