@@ -30,6 +30,23 @@ pub enum Command {
     /// Show what the token file (and ticket files) hold; exit 0 when the token has more than the
     /// margin left, 1 otherwise. Reads only: no lock, no network. For admins and monitoring.
     Status(StatusArgs),
+    /// Tell the refresher that WeChat rejected a token (errcode 40001, 42001 or 40014). Needs no
+    /// privilege beyond reading the token file: it leaves a request in the request directory
+    /// beside the output, which wxtoken.path turns into a refresh run within seconds.
+    ReportStale(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The token file the rejected token came from.
+    #[arg(long = "out", env = "WXTOKEN_OUT", value_name = "PATH", value_delimiter = ',',
+          default_value = DEFAULT_OUT)]
+    pub outs: Vec<PathBuf>,
+
+    /// Hex SHA-256 of the rejected token (PHP: hash('sha256', $token)); "-" reads the token
+    /// itself from standard input and hashes it.
+    #[arg(value_name = "DIGEST")]
+    pub digest: String,
 }
 
 /// The files a run writes and `status` reads, and when a token counts as fresh.
@@ -93,9 +110,22 @@ pub struct RefreshArgs {
     )]
     pub api_base: Vec<String>,
 
-    /// Refresh even when the file is still fresh.
+    /// Fetch now even when the file is still fresh (stable: WeChat returns the same token until
+    /// its last 5 minutes). A run that waited for another run's refresh does not fetch again.
     #[arg(long, env = "WXTOKEN_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
+
+    /// Rotate now: stable asks for force_refresh:true (a new token, the old one dies at once;
+    /// WeChat allows 20 a day, 30 s apart, and wxtoken keeps to that); legacy and WeCom fetch.
+    #[arg(long, env = "WXTOKEN_FORCE_NEW", value_parser = clap::builder::BoolishValueParser::new())]
+    pub force_new: bool,
+
+    /// Check with WeChat (GET /cgi-bin/get_api_domain_ip) that the token still works when the
+    /// last check is older than this, so a token killed by another program is replaced even when
+    /// no app reports it. 0: only on reports. 300 costs at most 288 probes a day.
+    #[arg(long, env = "WXTOKEN_PROBE_EVERY", value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub probe_every: u64,
 
     /// Limit for one HTTP request (connect, TLS, whole response).
     #[arg(long, env = "WXTOKEN_TIMEOUT", value_name = "SECONDS", default_value_t = 10,

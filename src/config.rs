@@ -24,6 +24,9 @@ pub struct Config {
     pub bases: Vec<String>,
     pub margin: u64,
     pub force: bool,
+    pub force_new: bool,
+    /// Probe the token when the last probe is older than this; 0 = only on reports.
+    pub probe_every: u64,
     pub timeout: Duration,
     pub max_time: Duration,
     pub retries: u32,
@@ -54,6 +57,8 @@ impl Config {
             bases,
             margin: args.files.margin,
             force: args.force,
+            force_new: args.force_new,
+            probe_every: args.probe_every,
             timeout: Duration::from_secs(args.timeout),
             max_time: Duration::from_secs(args.max_time),
             retries: args.retries,

@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod error;
 pub mod logging;
 pub mod refresh;
+pub mod report;
 pub mod status;
 pub mod store;
 pub mod tickets;

@@ -154,6 +154,9 @@ struct TokenInfo {
     /// Cut short by a newer token (legacy) or force_refresh (stable): once dead, report 40001
     /// ("invalid or not latest") rather than 42001 ("expired").
     superseded: bool,
+    /// Revoked by WeChat (see [`FakeWeChat::revoke`]): every API rejects it with 40001, yet stable
+    /// normal mode keeps handing it out until it expires or a force_refresh replaces it.
+    revoked: bool,
 }
 
 struct Clock {
@@ -393,7 +396,63 @@ impl FakeWeChat {
     pub fn is_valid(&self, token: &str) -> bool {
         let st = self.shared.lock();
         let now = st.clock.now();
-        st.tokens.get(token).is_some_and(|t| now < t.expires_at)
+        st.tokens
+            .get(token)
+            .is_some_and(|t| now < t.expires_at && !t.revoked)
+    }
+
+    /// WeChat revokes a token early (out of band): APIs answer 40001 for it, but stable normal
+    /// mode still returns it as current (only `force_refresh:true` replaces it).
+    pub fn revoke(&self, token: &str) {
+        if let Some(t) = self.shared.lock().tokens.get_mut(token) {
+            t.revoked = true;
+        }
+    }
+
+    /// Another program fetches a token for `appid` with the legacy API, exactly as a request to
+    /// `/cgi-bin/token` would (the previous legacy tokens die 5 minutes later). Returns it.
+    pub fn legacy_fetch_out_of_band(&self, appid: &str) -> String {
+        let mut st = self.shared.lock();
+        let now = st.clock.now();
+        for t in st.tokens.values_mut() {
+            if t.appid == appid && t.kind == TokenKind::Legacy && now + OVERLAP < t.expires_at {
+                t.expires_at = now + OVERLAP;
+                t.superseded = true;
+            }
+        }
+        st.issue_token(appid, TokenKind::Legacy)
+    }
+
+    /// Another program calls the stable API with `force_refresh:true` for `appid`: the current
+    /// stable token dies at once. Returns the new one.
+    pub fn stable_force_out_of_band(&self, appid: &str) -> String {
+        let mut st = self.shared.lock();
+        let now = st.clock.now();
+        if let Some(cur) = st.stable_current.get(appid).cloned()
+            && let Some(old) = st.tokens.get_mut(&cur)
+            && old.expires_at > now
+        {
+            old.expires_at = now;
+            old.superseded = true;
+        }
+        let token = st.issue_token(appid, TokenKind::Stable);
+        st.stable_current.insert(appid.to_string(), token.clone());
+        token
+    }
+
+    /// Stable-token requests that asked for `force_refresh:true`.
+    pub fn force_refresh_calls(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| {
+                r.path == "/cgi-bin/stable_token"
+                    && r.json()
+                        .and_then(|v| v.get("force_refresh").and_then(|f| f.as_bool()))
+                        == Some(true)
+            })
+            .count()
     }
 
     /// Seconds of validity left for this token (None if unknown or dead).
@@ -1136,6 +1195,7 @@ impl State {
                 kind,
                 expires_at: now + TOKEN_LIFETIME,
                 superseded: false,
+                revoked: false,
             },
         );
         self.last_issued.insert(appid.to_string(), token.clone());
@@ -1247,7 +1307,7 @@ impl State {
             .ok_or_else(|| self.err(41001, "access_token missing"))?;
         let now = self.clock.now();
         match self.tokens.get(&token) {
-            Some(t) if now < t.expires_at => Ok(t.appid.clone()),
+            Some(t) if now < t.expires_at && !t.revoked => Ok(t.appid.clone()),
             Some(t) if !t.superseded => Err(self.err(42001, "access_token expired")),
             _ => Err(self.err(
                 40001,
