@@ -55,11 +55,13 @@ impl Site {
         self.read()["access_token"].as_str().unwrap().to_string()
     }
 
-    /// Names in the output directory, sorted: proves no temp files are left behind.
+    /// Names in the output directory, sorted, less the run's bookkeeping (`.wxtoken-state.json`,
+    /// `requests/`, which tests of their own look at): proves no temp files are left behind.
     pub fn listing(&self) -> Vec<String> {
         let mut v: Vec<String> = match fs::read_dir(self.state_dir()) {
             Ok(rd) => rd
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != ".wxtoken-state.json" && n != "requests")
                 .collect(),
             Err(_) => vec![],
         };
