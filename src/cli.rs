@@ -45,7 +45,7 @@ pub struct ReportArgs {
 
     /// Hex SHA-256 of the rejected token (PHP: hash('sha256', $token)); "-" reads the token
     /// itself from standard input and hashes it.
-    #[arg(value_name = "DIGEST")]
+    #[arg(value_name = "DIGEST", value_parser = parse_digest)]
     pub digest: String,
 }
 
@@ -154,6 +154,18 @@ pub struct RefreshArgs {
     /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
     #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
+}
+
+fn parse_digest(s: &str) -> Result<String, String> {
+    let d = s.to_ascii_lowercase();
+    if d == "-" || crate::vocab::is_digest(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "'{s}' is not a hex SHA-256 of the token (64 hex digits; PHP: hash('sha256', $token)); \
+             give - to pass the token itself on stdin"
+        ))
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -106,8 +106,8 @@ pub fn plan(
             rotate: policy.force_new,
         };
     }
-    let reported = reports.iter().any(|d| *d == cur.digest)
-        || st.pending_report.as_deref() == Some(cur.digest.as_str());
+    let reported =
+        reports.contains(&cur.digest) || st.pending_report.as_deref() == Some(cur.digest.as_str());
     if reported {
         return Plan::Probe {
             why: "an app reported that WeChat rejected it".into(),
@@ -160,7 +160,7 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let now = unix_now();
     let file = store.read_state();
     claim_directory(&cfg, &mut st, file.as_ref(), now)?;
-    let reports = requests
+    let (consumed, reports) = requests
         .as_deref()
         .map(state::consume_requests)
         .unwrap_or_default();
@@ -172,21 +172,18 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
         st,
         dirty: false,
     };
-    if !reports.is_empty() {
-        run.st.reports_consumed += reports.len() as u64;
+    if consumed > 0 {
+        run.st.reports_consumed += consumed;
         run.st.last_report_at = now;
         run.dirty = true;
     }
     let current = file.and_then(|f| run.assess(f, now));
-    if !reports.is_empty() {
+    if consumed > 0 {
         let matching = current
             .as_ref()
             .is_some_and(|c| reports.contains(&c.digest));
         if !matching {
-            info!(
-                "{} report(s) named a token the file no longer holds: nothing to do",
-                reports.len()
-            );
+            info!("{consumed} report(s) named no token the file holds now: nothing to do");
         }
     }
     let policy = Policy {
@@ -509,8 +506,7 @@ impl Run<'_> {
         if force {
             self.reserve_force()?;
         }
-        let mut now_ms = unix_now_ms();
-        let mut now = now_ms / 1000;
+        let mut now = unix_now();
         let mut grant = self.fetch(current, force, now)?;
         if !force
             && known_dead
@@ -525,8 +521,7 @@ impl Run<'_> {
             );
             self.reserve_force()?;
             force = true;
-            now_ms = unix_now_ms();
-            now = now_ms / 1000;
+            now = unix_now();
             grant = self.fetch(current, force, now)?;
         }
         register_token(&grant.value);
@@ -559,7 +554,7 @@ impl Run<'_> {
         self.st.dead = None;
         self.st.pending_report = None;
         self.st.token_expires_at = new_expiry;
-        self.st.refreshed_ms = now_ms;
+        self.st.refreshed_ms = unix_now_ms();
         self.dirty = true;
         info!(
             "refreshed {} for {} ({}), expires in {} s ({why})",
@@ -718,7 +713,6 @@ mod tests {
 
     #[test]
     fn force_yields_to_a_refresh_made_while_waiting() {
-        let st = RunState::default();
         let force = Policy {
             force: true,
             ..policy()

@@ -53,8 +53,8 @@ pub struct RunState {
     /// When the owner's token in this directory expires: another account may take the
     /// directory over only after that.
     pub token_expires_at: u64,
-    /// Unix milliseconds before the request of the last token this state published: a run that
-    /// started before it (and waited for the lock) takes that token instead of fetching again.
+    /// Unix milliseconds when this state last published a fetched token: a run that started
+    /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
 }
 
@@ -190,13 +190,15 @@ pub fn ensure_requests_dir(dir: &Path, gid: Option<u32>) -> Option<PathBuf> {
 
 /// Lists and removes the requests apps left in `dir` (names: hex SHA-256 of a rejected token).
 /// At most `MAX_REQUESTS` are looked at per run, so a flood costs a bounded directory walk.
-pub fn consume_requests(dir: &Path) -> Vec<String> {
+/// Returns how many requests were consumed and the distinct digests among them.
+pub fn consume_requests(dir: &Path) -> (u64, Vec<String>) {
     const MAX_REQUESTS: usize = 10_000;
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return (0, Vec::new());
     };
-    let mut digests = Vec::new();
+    let (mut count, mut digests) = (0, Vec::new());
     for entry in entries.flatten().take(MAX_REQUESTS) {
+        count += 1;
         let name = entry.file_name().to_string_lossy().into_owned();
         // remove_file unlinks a symlink itself, never its target.
         if let Err(e) = fs::remove_file(entry.path()) {
@@ -207,7 +209,7 @@ pub fn consume_requests(dir: &Path) -> Vec<String> {
             digests.push(name);
         }
     }
-    digests
+    (count, digests)
 }
 
 #[cfg(test)]

@@ -156,6 +156,26 @@ impl Cmd {
         cmd
     }
 
+    /// The command run under another program (e.g. `faketime -f +3h`), with this environment.
+    pub fn command_with_prefix(&self, prefix: &[&str]) -> Command {
+        let inner = self.command();
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]).arg(BIN).args(inner.get_args());
+        cmd.env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if inner.get_envs().all(|(ik, _)| ik != k.as_os_str()) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
     pub fn run(&mut self) -> Run {
         let start = Instant::now();
         let out: Output = self.command().output().expect("run wxtoken");
