@@ -418,13 +418,25 @@ impl Run<'_> {
             );
             return Plan::Fresh { left };
         }
+        if !self.st.probe_allowed(now) {
+            self.dirty = true;
+            warn!(
+                "not checking the token with WeChat ({why}): {} probes in the last 24 h, the most \
+                 wxtoken makes (get_api_domain_ip has a daily quota of its own)",
+                self.st.probes_today
+            );
+            if reported {
+                self.st.pending_report = Some(cur.digest.clone());
+            }
+            return Plan::Fresh { left };
+        }
         register_token(&cur.file.access_token);
         let deadline = self.deadline;
         let result = match self.client() {
             Ok(c) => c.probe(&cur.file.access_token, &deadline),
             Err(e) => Probe::Unknown(e.message),
         };
-        self.st.last_probe_at = now;
+        self.st.record_probe(now);
         self.dirty = true;
         match result {
             Probe::Alive => {

@@ -19,6 +19,9 @@ pub const STATE_NAME: &str = ".wxtoken-state.json";
 /// WeChat allows 20 force_refresh calls a day, at least 30 s apart.
 pub const FORCE_PER_DAY: usize = 20;
 pub const FORCE_MIN_GAP: u64 = 30;
+/// get_api_domain_ip has a daily quota of its own (1000 a day, as WeChat staff answered in the
+/// developer community; not in the reference docs). Half of it for probes, whatever apps report.
+pub const PROBES_PER_DAY: u64 = 500;
 const DAY: u64 = 86_400;
 const MAX_STATE: u64 = 64 * 1024;
 
@@ -53,6 +56,9 @@ pub struct RunState {
     /// When the owner's token in this directory expires: another account may take the
     /// directory over only after that.
     pub token_expires_at: u64,
+    /// Probes made since `probe_day_start` (a rolling window of one day).
+    pub probe_day_start: u64,
+    pub probes_today: u64,
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
@@ -138,6 +144,21 @@ impl RunState {
         let last = self.force_refresh_at.iter().max().copied().unwrap_or(0);
         let since = now.saturating_sub(last);
         Ok(FORCE_MIN_GAP.saturating_sub(since).min(FORCE_MIN_GAP))
+    }
+
+    /// Is a probe within the daily budget? Opens a new day's window when the last one is over (or
+    /// lies in the future: a clock step must not block probes for good).
+    pub fn probe_allowed(&mut self, now: u64) -> bool {
+        if self.probe_day_start > now || now - self.probe_day_start >= DAY {
+            self.probe_day_start = now;
+            self.probes_today = 0;
+        }
+        self.probes_today < PROBES_PER_DAY
+    }
+
+    pub fn record_probe(&mut self, now: u64) {
+        self.last_probe_at = now;
+        self.probes_today += 1;
     }
 
     pub fn record_force(&mut self, now: u64) {
@@ -233,6 +254,24 @@ mod tests {
             ..RunState::default()
         };
         assert_eq!(s.force_allowed(now), Ok(FORCE_MIN_GAP));
+    }
+
+    #[test]
+    fn probe_budget() {
+        let now = 1_000_000;
+        let mut s = RunState::default();
+        for _ in 0..PROBES_PER_DAY {
+            assert!(s.probe_allowed(now));
+            s.record_probe(now);
+        }
+        assert!(!s.probe_allowed(now + 100));
+        assert!(s.probe_allowed(now + DAY));
+        s.probes_today = PROBES_PER_DAY;
+        s.probe_day_start = now + 5 * DAY;
+        assert!(
+            s.probe_allowed(now),
+            "a window from a clock that ran ahead is reopened"
+        );
     }
 
     #[test]

@@ -507,3 +507,25 @@ fn two_accounts_in_one_directory_are_refused_not_interleaved() {
         .stderr_has("holds a jsapi ticket of appid wx1234567890abcdef");
     assert_eq!(fs::read(&ticket).unwrap(), before);
 }
+
+#[test]
+fn probes_stay_within_a_daily_budget() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let token = site.token();
+    let state = site.state_dir().join(".wxtoken-state.json");
+    let n = now();
+    edit(&state, |v| {
+        v["probe_day_start"] = (n - 3600).into();
+        v["probes_today"] = 500.into();
+    });
+    report(&site, &token).expect(0);
+    site.refresh(&fake)
+        .run()
+        .expect(0)
+        .stderr_has("500 probes in the last 24 h");
+    assert_eq!(probes(&fake), 0);
+    // Kept for when the budget is back.
+    assert_eq!(run_state(&site)["pending_report"], digest(&token));
+}
