@@ -199,8 +199,15 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     }
     let (mut token, mut outcome, mut fetched) = match decision {
         Plan::Fresh { left } => {
-            let cur = current.expect("fresh implies a token");
+            let mut cur = current.expect("fresh implies a token");
             register_token(&cur.file.access_token);
+            if cur.effective < cur.file.expires_at {
+                // A recorded fetch retired it: readers must not be told more than the truth.
+                cur.file.expires_at = cur.effective;
+                cur.file.expire_time = cur.effective;
+                run.st.token_expires_at = cur.effective;
+                run.dirty = true;
+            }
             // Outputs added to the configuration since the last refresh, or deleted by hand,
             // are rendered from the state without calling WeChat.
             for path in store.publish(&cur.file)? {

@@ -529,3 +529,28 @@ fn probes_stay_within_a_daily_budget() {
     // Kept for when the budget is back.
     assert_eq!(run_state(&site)["pending_report"], digest(&token));
 }
+
+/// With a margin under 5 minutes, a token retired by a recorded legacy fetch can still be "fresh"
+/// for a while: the file then says when it really dies.
+#[test]
+fn a_retired_token_is_published_with_its_real_expiry() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake)
+        .args(&["--api", "legacy"])
+        .run()
+        .expect(0);
+    let state = site.state_dir().join(".wxtoken-state.json");
+    let n = now();
+    let d = digest(&site.token());
+    edit(&state, |v| {
+        v["retiring"] = serde_json::json!({"digest": d, "at": n - 10, "grace": 300});
+    });
+    site.refresh(&fake)
+        .args(&["--api", "legacy", "--margin", "60", "--probe-every", "0"])
+        .run()
+        .expect(0)
+        .stderr_has("still fresh, 290 s left");
+    assert_eq!(site.read()["expires_at"], n - 10 + 300);
+    assert_eq!(fake.token_calls(), 1);
+}
