@@ -160,129 +160,17 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let now = unix_now();
     let file = store.read_state();
     claim_directory(&cfg, &mut st, file.as_ref(), now)?;
-    let (consumed, reports) = requests
-        .as_deref()
-        .map(state::consume_requests)
-        .unwrap_or_default();
-
     let mut run = Run {
         cfg: &cfg,
         deadline,
         client: None,
         st,
         dirty: false,
+        fetched: false,
     };
-    if consumed > 0 {
-        run.st.reports_consumed += consumed;
-        run.st.last_report_at = now;
-        run.dirty = true;
-    }
-    let current = file.and_then(|f| run.assess(f, now));
-    if consumed > 0 {
-        let matching = current
-            .as_ref()
-            .is_some_and(|c| reports.contains(&c.digest));
-        if !matching {
-            info!("{consumed} report(s) named no token the file holds now: nothing to do");
-        }
-    }
-    let policy = Policy {
-        margin: cfg.margin,
-        force: cfg.force,
-        force_new: cfg.force_new,
-        probe_every: cfg.probe_every,
-    };
-    let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
-    if let Plan::Probe { why, reported } = &decision {
-        let cur = current.as_ref().expect("a probe implies a token");
-        decision = run.probe(cur, why, *reported, now);
-    }
-    let (mut token, mut outcome, mut fetched) = match decision {
-        Plan::Fresh { left } => {
-            let mut cur = current.expect("fresh implies a token");
-            register_token(&cur.file.access_token);
-            if cur.effective < cur.file.expires_at {
-                // A recorded fetch retired it: readers must not be told more than the truth.
-                cur.file.expires_at = cur.effective;
-                cur.file.expire_time = cur.effective;
-                run.st.token_expires_at = cur.effective;
-                run.dirty = true;
-            }
-            // Outputs added to the configuration since the last refresh, or deleted by hand,
-            // are rendered from the state without calling WeChat.
-            for path in store.publish(&cur.file)? {
-                info!("wrote {} from the current token", path.display());
-            }
-            info!(
-                "still fresh, {left} s left ({} {}, {})",
-                cfg.appid,
-                cfg.api.name(),
-                store.state.display()
-            );
-            (cur.file, Ok(()), false)
-        }
-        Plan::Fetch { why, rotate } => {
-            let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
-            (t, o, true)
-        }
-        Plan::Probe { .. } => unreachable!("resolved above"),
-    };
-    run.save_state()?;
-
-    // Tickets only ever use a token that was validated and published above. A ticket failure
-    // never undoes the token write: it is logged and decides the exit status if the token's
-    // own outcome was fine.
-    let mut ticket_error: Option<Error> = None;
-    for &ty in &cfg.tickets {
-        let path = tickets::path_for(store.dir(), ty);
-        let current_ticket = tickets::read(&path);
-        let Some(why) = tickets::needs_fetch(
-            &path,
-            current_ticket.as_ref(),
-            &cfg.appid,
-            cfg.margin,
-            unix_now(),
-        )?
-        else {
-            debug!("{} ticket still fresh", ty.name());
-            continue;
-        };
-        debug!("fetching the {} ticket: {why}", ty.name());
-        let mut result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
-        if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
-            // WeChat's advice: refresh passively when an API reports the token invalid (another
-            // program fetched one for this appid, or WeChat revoked it early). Once per run.
-            warn!(
-                "{}; {}; refreshing the token and trying again",
-                result.as_ref().unwrap_err(),
-                likely_cause(cfg.api)
-            );
-            let dead = Current {
-                digest: digest(&token.access_token),
-                effective: now,
-                file: token.clone(),
-            };
-            run.st.dead = Some(dead.digest.clone());
-            run.dirty = true;
-            let (t, o) =
-                run.refresh_token(Some(&dead), "WeChat rejected the current token", false)?;
-            run.save_state()?;
-            (token, outcome, fetched) = (t, o, true);
-            result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
-        }
-        if let Err(e) = result {
-            error!("{} ticket not refreshed: {e}", ty.name());
-            ticket_error.get_or_insert(e);
-        }
-    }
-    outcome?;
-    match ticket_error {
-        Some(e) => Err(Error {
-            message: format!("the token is fine, but a ticket failed: {}", e.message),
-            ..e
-        }),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let result = run.execute(file, requests.as_deref(), started_ms, now);
+    run.record(&result);
+    result
 }
 
 /// One directory, one owner. Two accounts writing into one directory would overwrite each other's
@@ -346,9 +234,160 @@ struct Run<'a> {
     st: RunState,
     /// The state changed and must be saved.
     dirty: bool,
+    /// A token was fetched and published by this run.
+    fetched: bool,
 }
 
 impl Run<'_> {
+    /// Everything after the directory is claimed: reports, the decision, the fetch, tickets.
+    fn execute(
+        &mut self,
+        file: Option<TokenFile>,
+        requests: Option<&std::path::Path>,
+        started_ms: u64,
+        now: u64,
+    ) -> Result<ExitCode> {
+        let run = self;
+        let cfg = run.cfg;
+        let store = &cfg.store;
+        let (consumed, reports) = requests.map(state::consume_requests).unwrap_or_default();
+        if consumed > 0 {
+            run.st.reports_consumed += consumed;
+            run.st.last_report_at = now;
+            run.dirty = true;
+        }
+        let current = file.and_then(|f| run.assess(f, now));
+        if consumed > 0 {
+            let matching = current
+                .as_ref()
+                .is_some_and(|c| reports.contains(&c.digest));
+            if !matching {
+                info!("{consumed} report(s) named no token the file holds now: nothing to do");
+            }
+        }
+        let policy = Policy {
+            margin: cfg.margin,
+            force: cfg.force,
+            force_new: cfg.force_new,
+            probe_every: cfg.probe_every,
+        };
+        let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
+        if let Plan::Probe { why, reported } = &decision {
+            let cur = current.as_ref().expect("a probe implies a token");
+            decision = run.probe(cur, why, *reported, now);
+        }
+        let (mut token, mut outcome, mut fetched) = match decision {
+            Plan::Fresh { left } => {
+                let mut cur = current.expect("fresh implies a token");
+                register_token(&cur.file.access_token);
+                if cur.effective < cur.file.expires_at {
+                    // A recorded fetch retired it: readers must not be told more than the truth.
+                    cur.file.expires_at = cur.effective;
+                    cur.file.expire_time = cur.effective;
+                    run.st.token_expires_at = cur.effective;
+                    run.dirty = true;
+                }
+                // Outputs added to the configuration since the last refresh, or deleted by hand,
+                // are rendered from the state without calling WeChat.
+                for path in store.publish(&cur.file)? {
+                    info!("wrote {} from the current token", path.display());
+                }
+                info!(
+                    "still fresh, {left} s left ({} {}, {})",
+                    cfg.appid,
+                    cfg.api.name(),
+                    store.state.display()
+                );
+                (cur.file, Ok(()), false)
+            }
+            Plan::Fetch { why, rotate } => {
+                let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
+                (t, o, true)
+            }
+            Plan::Probe { .. } => unreachable!("resolved above"),
+        };
+        run.save_state()?;
+
+        // Tickets only ever use a token that was validated and published above. A ticket failure
+        // never undoes the token write: it is logged and decides the exit status if the token's
+        // own outcome was fine.
+        let mut ticket_error: Option<Error> = None;
+        for &ty in &cfg.tickets {
+            let path = tickets::path_for(store.dir(), ty);
+            let current_ticket = tickets::read(&path);
+            let Some(why) = tickets::needs_fetch(
+                &path,
+                current_ticket.as_ref(),
+                &cfg.appid,
+                cfg.margin,
+                unix_now(),
+            )?
+            else {
+                debug!("{} ticket still fresh", ty.name());
+                continue;
+            };
+            debug!("fetching the {} ticket: {why}", ty.name());
+            let mut result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
+                // WeChat's advice: refresh passively when an API reports the token invalid (another
+                // program fetched one for this appid, or WeChat revoked it early). Once per run.
+                warn!(
+                    "{}; {}; refreshing the token and trying again",
+                    result.as_ref().unwrap_err(),
+                    likely_cause(cfg.api)
+                );
+                let dead = Current {
+                    digest: digest(&token.access_token),
+                    effective: now,
+                    file: token.clone(),
+                };
+                run.st.dead = Some(dead.digest.clone());
+                run.dirty = true;
+                let (t, o) =
+                    run.refresh_token(Some(&dead), "WeChat rejected the current token", false)?;
+                run.save_state()?;
+                (token, outcome, fetched) = (t, o, true);
+                result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            }
+            if let Err(e) = result {
+                error!("{} ticket not refreshed: {e}", ty.name());
+                ticket_error.get_or_insert(e);
+            }
+        }
+        outcome?;
+        match ticket_error {
+            Some(e) => Err(Error {
+                message: format!("the token is fine, but a ticket failed: {}", e.message),
+                ..e
+            }),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    }
+
+    /// Writes how this run ended into the run state (best effort: the exit status says it too).
+    fn record(&mut self, result: &Result<ExitCode>) {
+        let outcome = match result {
+            Ok(_) => state::Outcome {
+                at: unix_now(),
+                result: if self.fetched { "refreshed" } else { "fresh" }.into(),
+                ..state::Outcome::default()
+            },
+            Err(e) => state::Outcome {
+                at: unix_now(),
+                result: "failed".into(),
+                exit: e.kind.exit_code(),
+                class: e.kind.class().into(),
+                errcode: e.errcode,
+                message: crate::logging::scrub(&e.message),
+            },
+        };
+        self.st.record_outcome(outcome);
+        self.dirty = true;
+        if let Err(e) = self.save_state() {
+            warn!("could not record this run's outcome: {e}");
+        }
+    }
+
     fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() {
             let c = self.cfg;
@@ -575,6 +614,7 @@ impl Run<'_> {
         self.st.token_expires_at = new_expiry;
         self.st.refreshed_ms = unix_now_ms();
         self.dirty = true;
+        self.fetched = true;
         info!(
             "refreshed {} for {} ({}), expires in {} s ({why})",
             mask(&fresh.access_token),
@@ -626,6 +666,8 @@ impl Run<'_> {
         }
         let deadline = self.deadline;
         let ctx = context(cfg);
+        self.st.token_fetches += 1;
+        self.dirty = true;
         let result = self
             .client()?
             .fetch_token(&ctx, &cfg.secret, force, &deadline);

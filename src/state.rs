@@ -35,6 +35,21 @@ pub struct Retiring {
     pub grace: u64,
 }
 
+/// What one run came to, for `status` and monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Outcome {
+    pub at: u64,
+    /// "refreshed", "fresh" or "failed".
+    pub result: String,
+    pub exit: u8,
+    /// "temporary", "configuration", "cannot write" for a failure.
+    pub class: String,
+    pub errcode: Option<i64>,
+    /// The error (one line, no secret, tokens masked), empty on success.
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunState {
@@ -59,6 +74,13 @@ pub struct RunState {
     /// Probes made since `probe_day_start` (a rolling window of one day).
     pub probe_day_start: u64,
     pub probes_today: u64,
+    pub last_run: Option<Outcome>,
+    pub last_error: Option<Outcome>,
+    pub last_success_at: u64,
+    pub consecutive_failures: u32,
+    /// Upstream token requests made (every attempt counts), for metrics.
+    pub token_fetches: u64,
+    pub probes: u64,
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
@@ -159,6 +181,19 @@ impl RunState {
     pub fn record_probe(&mut self, now: u64) {
         self.last_probe_at = now;
         self.probes_today += 1;
+        self.probes += 1;
+    }
+
+    /// Records how a run ended.
+    pub fn record_outcome(&mut self, outcome: Outcome) {
+        if outcome.result == "failed" {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.last_error = Some(outcome.clone());
+        } else {
+            self.consecutive_failures = 0;
+            self.last_success_at = outcome.at;
+        }
+        self.last_run = Some(outcome);
     }
 
     pub fn record_force(&mut self, now: u64) {

@@ -312,7 +312,10 @@ fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt
     let errcode = obj.get("errcode").and_then(Value::as_i64).unwrap_or(0);
     if errcode != 0 {
         let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
-        return classify(errcode, errmsg, ctx);
+        return match classify(errcode, errmsg, ctx) {
+            Attempt::Stop(e) => Attempt::Stop(e.with_errcode(errcode)),
+            other => other,
+        };
     }
     match grant_from(&obj, field) {
         Ok(_) => Attempt::Answer(obj),
@@ -365,10 +368,10 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
     }
     if ctx.purpose == Purpose::Ticket {
         return match code {
-            40001 | 40014 | 42001 => Attempt::Stop(Error {
-                kind: Kind::TokenRejected,
-                message: format!("{what}: the access token was rejected while fetching a ticket"),
-            }),
+            40001 | 40014 | 42001 => Attempt::Stop(Error::new(
+                Kind::TokenRejected,
+                format!("{what}: the access token was rejected while fetching a ticket"),
+            )),
             48001 => config(
                 "this account is not authorized for the ticket API (check its JS-SDK permissions)"
                     .into(),
