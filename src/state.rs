@@ -112,6 +112,13 @@ impl RunState {
         })
     }
 
+    /// The state for `status`: None when missing or unreadable, without warnings (status says what
+    /// it could not see in its own words).
+    pub fn load_quiet(dir: &Path) -> Option<RunState> {
+        let bytes = crate::atomic::read_small(&Self::path(dir), MAX_STATE).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     pub fn save(&self, dir: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
         let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
         s.push('\n');
