@@ -61,10 +61,10 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let store = &cfg.store;
     // Everything below happens under the lock: N runs started together queue here, and each
     // re-reads the file after the one before it, so only the first calls WeChat.
-    let _lock = store.lock(&deadline)?;
+    let lock = store.lock(&deadline)?;
     let mut names = store.names();
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
-    store.remove_stale_temps(&names);
+    lock.remove_stale_temps(&names);
 
     let mut run = Run {
         cfg: &cfg,
@@ -179,6 +179,14 @@ impl Run<'_> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
+        // A run that could not write what it fetches must not fetch: with the legacy API the
+        // fetch alone kills the token the file still holds.
+        let ticket_files: Vec<_> = cfg
+            .tickets
+            .iter()
+            .map(|&t| tickets::path_for(cfg.store.dir(), t))
+            .collect();
+        let mut prepared = cfg.store.prepare(&ticket_files)?;
         let grant = self.client()?.fetch_token(&ctx, &cfg.secret, &deadline)?;
         register_token(&grant.value);
         let now = unix_now();
@@ -191,7 +199,7 @@ impl Run<'_> {
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
         };
-        cfg.store.publish(&fresh)?;
+        prepared.publish(&fresh)?;
         info!(
             "refreshed {} for {} ({}), expires in {} s ({why})",
             mask(&fresh.access_token),
