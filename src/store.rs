@@ -183,7 +183,7 @@ impl Prepared {
     /// run finds a fresh state and renders the rest). Returns the paths written.
     pub fn publish(&mut self, t: &TokenFile) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        for (path, format) in state_first(&self.state, &self.outs.clone()) {
+        for (path, format) in state_first(&self.state, &self.outs) {
             if self.commit(&path, &format.render(t))? {
                 written.push(path);
             }
