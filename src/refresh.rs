@@ -148,11 +148,11 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(args)?;
     let deadline = Deadline::after(cfg.max_time);
     let store = &cfg.store;
-    let _lock = store.lock(&deadline)?;
+    let lock = store.lock(&deadline)?;
     let mut names = store.names();
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
     names.push(state::STATE_NAME.to_string());
-    store.remove_stale_temps(&names);
+    lock.remove_stale_temps(&names);
 
     let dir = store.dir().to_path_buf();
     let requests = state::ensure_requests_dir(&dir, store.gid);
@@ -560,6 +560,15 @@ impl Run<'_> {
         debug!("refreshing: {why}");
         let cfg = self.cfg;
         let known_dead = current.is_some_and(|c| self.st.dead.as_deref() == Some(&c.digest));
+        // A run that could not write what it fetches must not fetch: with the legacy API the
+        // fetch alone kills the token the file still holds. (The run state is written, and so
+        // proven writable, before the request too.)
+        let extra: Vec<_> = cfg
+            .tickets
+            .iter()
+            .map(|&t| tickets::path_for(cfg.store.dir(), t))
+            .collect();
+        let mut prepared = cfg.store.prepare(&extra)?;
         let mut force = rotate && cfg.api == Api::Stable;
         if force {
             self.reserve_force()?;
@@ -607,7 +616,7 @@ impl Run<'_> {
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
         };
-        cfg.store.publish(&fresh)?;
+        prepared.publish(&fresh)?;
         self.st.retiring = None;
         self.st.dead = None;
         self.st.pending_report = None;
