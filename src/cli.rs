@@ -177,6 +177,13 @@ pub struct RefreshArgs {
     /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
     #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
+
+    /// Command run after the token or a ticket changed (repeatable; hooks run in order). Not run
+    /// by a shell: split into words like sh, nothing expanded, the program an absolute path. In
+    /// the variable, separate commands with an unquoted ';' or a newline. It gets WXTOKEN_FILE,
+    /// WXTOKEN_APPID, WXTOKEN_EXPIRES_AT... in its environment, never the token or the secret.
+    #[arg(long = "on-change", env = "WXTOKEN_ON_CHANGE", value_name = "CMD")]
+    pub on_change: Vec<String>,
 }
 
 fn parse_digest(s: &str) -> Result<String, String> {

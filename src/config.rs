@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cli::RefreshArgs;
 use crate::error::{Error, Result};
+use crate::hookspec::Hook;
 use crate::store::Store;
 use crate::vocab::{Api, TicketType};
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub store: Store,
     pub tickets: Vec<TicketType>,
+    pub hooks: Vec<Hook>,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             ca_file: args.ca_file.clone(),
             store,
             tickets,
+            hooks: crate::hookspec::parse(&args.on_change)?,
         })
     }
 }

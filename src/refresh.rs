@@ -9,6 +9,7 @@ use crate::cli::RefreshArgs;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
+use crate::hooks;
 use crate::logging::{mask, register_token};
 use crate::state::{self, Retiring, RunState};
 use crate::store::TokenFile;
@@ -354,14 +355,18 @@ impl Run<'_> {
                 ticket_error.get_or_insert(e);
             }
         }
+        // Where else the token goes (--on-change hooks): after every file above is written, still
+        // under the lock. A hook never undoes a write; its failure decides the exit status only
+        // after the token's and the tickets' own (it stays pending in the run state `record` saves).
+        let delivered = hooks::deliver(cfg, &mut run.st, &token, &run.deadline);
         outcome?;
-        match ticket_error {
-            Some(e) => Err(Error {
+        if let Some(e) = ticket_error {
+            return Err(Error {
                 message: format!("the token is fine, but a ticket failed: {}", e.message),
                 ..e
-            }),
-            None => Ok(ExitCode::SUCCESS),
+            });
         }
+        delivered.map(|()| ExitCode::SUCCESS)
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).

@@ -5,6 +5,7 @@
 //! The token file is the readers' contract and says nothing about these; they are what lets a run
 //! know that "7200 s left on paper" is not the truth.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,24 @@ pub struct RunState {
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
+    /// What each `--on-change` hook last delivered successfully: per command, per item ("token",
+    /// "jsapi_ticket", ...) a digest of its value and expiry. A hook runs while this differs from
+    /// what the files hold: after a change, after its own failure, once when newly configured.
+    pub hooks_delivered: BTreeMap<String, BTreeMap<String, String>>,
+    /// Hooks whose last run failed, retried on every run until they succeed.
+    pub hooks_pending: Vec<PendingHook>,
+}
+
+/// A hook that has not delivered the current token yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PendingHook {
+    pub command: String,
+    /// Digest of the token it has to deliver (as in reports: hex SHA-256 of the token).
+    pub token: String,
+    /// First failure for this token.
+    pub since: u64,
+    pub error: String,
 }
 
 impl RunState {

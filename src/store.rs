@@ -39,6 +39,31 @@ impl TokenFile {
     pub fn remaining(&self, now: u64) -> i64 {
         secs_until(self.expires_at, now)
     }
+
+    /// The `expires_time` of seed 003's file variant: see [`FETCHED_AT_OFFSET`].
+    pub fn expires_time(&self) -> u64 {
+        self.expires_at.saturating_sub(FETCHED_AT_OFFSET)
+    }
+}
+
+/// Seed 003 stores the time it *fetched* a token (`expires_time` in its access_token.json, `expire`
+/// in MySQL) and fetches again once `time() > stored + 3600`. Storing `expires_at - 3601` makes
+/// that test true from `expires_at` on, the first second the token no longer works (it is valid
+/// while now < expires_at), and never before. 3600 would keep a dead token for its last second.
+pub const FETCHED_AT_OFFSET: u64 = 3601;
+
+/// The `.json` as written: the contract plus the compatibility names, always derived from
+/// `expires_at` (never stored apart from it, so they cannot disagree).
+#[derive(Serialize)]
+struct Rendered<'a> {
+    access_token: &'a str,
+    expires_in: u64,
+    expires_at: u64,
+    expire_time: u64,
+    expires_time: u64,
+    refreshed_at: u64,
+    appid: &'a str,
+    api: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +89,17 @@ impl Format {
     pub fn render(self, t: &TokenFile) -> Vec<u8> {
         match self {
             Format::Json => {
-                let mut s = serde_json::to_string_pretty(t).expect("plain struct serializes");
+                let r = Rendered {
+                    access_token: &t.access_token,
+                    expires_in: t.expires_in,
+                    expires_at: t.expires_at,
+                    expire_time: t.expires_at,
+                    expires_time: t.expires_time(),
+                    refreshed_at: t.refreshed_at,
+                    appid: &t.appid,
+                    api: &t.api,
+                };
+                let mut s = serde_json::to_string_pretty(&r).expect("plain struct serializes");
                 s.push('\n');
                 s.into_bytes()
             }
@@ -72,12 +107,13 @@ impl Format {
             Format::Php => format!(
                 "<?php\n// Written by wxtoken, replaced atomically on every refresh. Do not edit.\n\
                  return array(\n    'access_token' => '{}',\n    'expires_in' => {},\n    \
-                 'expires_at' => {},\n    'expire_time' => {},\n    'refreshed_at' => {},\n    \
-                 'appid' => '{}',\n    'api' => '{}',\n);\n",
+                 'expires_at' => {},\n    'expire_time' => {},\n    'expires_time' => {},\n    \
+                 'refreshed_at' => {},\n    'appid' => '{}',\n    'api' => '{}',\n);\n",
                 t.access_token,
                 t.expires_in,
                 t.expires_at,
-                t.expire_time,
+                t.expires_at,
+                t.expires_time(),
                 t.refreshed_at,
                 t.appid,
                 t.api
@@ -453,4 +489,29 @@ fn ensure_dir(dir: &Path) -> Result<()> {
         })?;
     info!("created {}", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatibility_names_follow_expires_at() {
+        let t = TokenFile {
+            access_token: "tok".into(),
+            expires_in: 7200,
+            expires_at: 1_000_000,
+            expire_time: 1,
+            refreshed_at: 992_800,
+            appid: "wxa".into(),
+            api: "stable".into(),
+        };
+        let json: serde_json::Value = serde_json::from_slice(&Format::Json.render(&t)).unwrap();
+        assert_eq!(json["expire_time"], 1_000_000);
+        // Seed 003: time() > expires_time + 3600 from expires_at on.
+        assert_eq!(json["expires_time"], 1_000_000 - 3601);
+        let php = String::from_utf8(Format::Php.render(&t)).unwrap();
+        assert!(php.contains("'expire_time' => 1000000,"), "{php}");
+        assert!(php.contains("'expires_time' => 996399,"), "{php}");
+    }
 }
