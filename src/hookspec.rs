@@ -41,7 +41,7 @@ pub fn parse(specs: &[String]) -> Result<Vec<Hook>> {
             if !argv[0].starts_with('/') {
                 return Err(Error::config(format!(
                     "--on-change / WXTOKEN_ON_CHANGE {text:?}: the program must be an absolute \
-                     path (hooks are not looked up in PATH), e.g. /usr/share/wxtoken/hooks/memcached"
+                     path (hooks are not looked up in PATH), e.g. /usr/local/lib/wxtoken/hooks/memcached"
                 )));
             }
             if !hooks.iter().any(|h| h.argv == argv) {
