@@ -37,7 +37,29 @@ fi
 # php-fpm's user joins the readers' group, as the README tells admins to.
 usermod -aG wxtoken www-data
 
-# --- timers --------------------------------------------------------------------------------------
+# --- timers and path units --------------------------------------------------------------------
+# The path units go first, before any run has created the request directories they watch.
+systemctl enable --now wxtoken.path wxtoken@shop.path >>"$D" 2>&1
+for p in wxtoken.path wxtoken@shop.path; do
+    expect "$p enabled" enabled "$(systemctl is-enabled "$p")"
+    expect "$p waits although its directory does not exist yet" "active waiting" "$(prop "$p" ActiveState) $(prop "$p" SubState)"
+done
+expect "wxtoken.path starts wxtoken.service" wxtoken.service "$(prop wxtoken.path Triggers)"
+expect "wxtoken@shop.path starts wxtoken@shop.service" wxtoken@shop.service "$(prop wxtoken@shop.path Triggers)"
+for u in wxtoken.service wxtoken@shop.service; do
+    # A run before the clock is set would write wrong expiries.
+    grep -qw time-sync.target <<<"$(prop "$u" After)" && ok "$u is ordered after time-sync.target" \
+        || fail "$u After=time-sync.target" "After=$(prop "$u" After)"
+done
+# The filter lets fchown through for WXTOKEN_GROUP, and nothing else of @chown.
+filter=" $(prop wxtoken.service SystemCallFilter) "
+case $filter in
+    *" fchown "*) case $filter in
+        *" chown "*|*" lchown "*|*" fchownat "*) fail "only fchown of @chown allowed" "$(tr ' ' '\n' <<<"$filter" | grep chown | tr '\n' ' ')" ;;
+        *) ok "the system call filter allows fchown, not chown, lchown, fchownat" ;; esac ;;
+    *) fail "the system call filter allows fchown" "not in: $filter" ;;
+esac
+
 systemctl enable --now wxtoken.timer wxtoken@shop.timer >>"$D" 2>&1
 timers=$(systemctl list-timers --all --no-pager --no-legend)
 debug systemctl list-timers --all --no-pager
@@ -109,5 +131,30 @@ done
 debug systemctl status --no-pager wxtoken@down.service
 expect "wxtoken@down.service (unreachable API) exits 75 and waits to restart" "auto-restart 75" "$state"
 systemctl stop wxtoken@down.service
+
+# --- the files in another group: WXTOKEN_GROUP=www-data with the README's drop-in ---------------
+# www-data leaves group wxtoken: from now on only group www-data can give it the files.
+gpasswd -d www-data wxtoken >>"$D" 2>&1
+for u in wxtoken.service wxtoken@.service; do
+    install -Dm0644 /root/group-drop-in.conf "/etc/systemd/system/$u.d/group.conf"
+done
+systemctl daemon-reload
+debug id www-data
+for unit in wxtoken.service wxtoken@shop.service; do
+    systemctl start "$unit"
+    debug systemctl status --no-pager "$unit"
+    expect "$unit with the group drop-in succeeds" "success 0" "$(prop "$unit" Result) $(prop "$unit" ExecMainStatus)"
+done
+debug ls -la /var/lib/wxtoken /var/lib/wxtoken/shop
+for f in /var/lib/wxtoken/access_token.json /var/lib/wxtoken/shop/access_token.json; do
+    expect "$f owner and mode with WXTOKEN_GROUP=www-data" "wxtoken:www-data 640" "$(stat -c '%U:%G %a' "$f" 2>&1)"
+    out=$(runuser -u www-data -- cat "$f" 2>&1)
+    grep -q '"access_token"' <<<"$out" && ok "runuser -u www-data (not in group wxtoken) reads $f" \
+        || fail "runuser -u www-data reads $f" "$out"
+    read_as nobody "$f" && fail "nobody cannot read $f" "nobody read it" || ok "nobody cannot read $f"
+done
+expect "/var/lib/wxtoken with the group drop-in: enter, not list" "wxtoken:wxtoken 751" "$(stat -c '%U:%G %a' /var/lib/wxtoken 2>&1)"
+runuser -u www-data -- ls /var/lib/wxtoken >/dev/null 2>&1 && fail "www-data cannot list /var/lib/wxtoken" "it can" \
+    || ok "www-data cannot list /var/lib/wxtoken"
 
 echo DONE >>"$R"
