@@ -63,3 +63,44 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32, gid: Option<u32>) ->
         .map_err(|e| fail("fsync of the directory", e))?;
     Ok(true)
 }
+
+/// Reads a small regular file without following a symlink or blocking on a FIFO; None when it
+/// does not exist. (Interim: the files branch replaces this with the shared safe reader.)
+pub fn read_small(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::cant_create(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::cant_create(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::cant_create(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut buf = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::cant_create(format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() as u64 > max {
+        return Err(Error::cant_create(format!(
+            "{} is larger than {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(Some(buf))
+}

@@ -27,8 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
     Refresh(RefreshArgs),
-    /// Show what the token file (and ticket files) hold; exit 0 when the token has more than the
-    /// margin left, 1 otherwise. Reads only: no lock, no network. For admins and monitoring.
+    /// Check the token file, the ticket files and the last runs, as a monitoring plugin: exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Reads only: no lock, no network, never the token.
     Status(StatusArgs),
     /// Tell the refresher that WeChat rejected a token (errcode 40001, 42001 or 40014). Needs no
     /// privilege beyond reading the token file: it leaves a request in the request directory
@@ -45,7 +45,7 @@ pub struct ReportArgs {
 
     /// Hex SHA-256 of the rejected token (PHP: hash('sha256', $token)); "-" reads the token
     /// itself from standard input and hashes it.
-    #[arg(value_name = "DIGEST")]
+    #[arg(value_name = "DIGEST", value_parser = parse_digest)]
     pub digest: String,
 }
 
@@ -80,6 +80,29 @@ pub struct Files {
 pub struct StatusArgs {
     #[command(flatten)]
     pub files: Files,
+
+    /// WARNING when the token has less than this left. Healthy, it never drops below the margin
+    /// minus a timer tick (about 240 s with the defaults).
+    #[arg(
+        long,
+        env = "WXTOKEN_WARN",
+        value_name = "SECONDS",
+        default_value_t = 180
+    )]
+    pub warn: u64,
+
+    /// CRITICAL when the token (or a ticket) has less than this left.
+    #[arg(
+        long,
+        env = "WXTOKEN_CRIT",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub crit: u64,
+
+    /// One JSON object instead of the plugin line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +177,18 @@ pub struct RefreshArgs {
     /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
     #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
+}
+
+fn parse_digest(s: &str) -> Result<String, String> {
+    let d = s.to_ascii_lowercase();
+    if d == "-" || crate::vocab::is_digest(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "'{s}' is not a hex SHA-256 of the token (64 hex digits; PHP: hash('sha256', $token)); \
+             give - to pass the token itself on stdin"
+        ))
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

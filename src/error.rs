@@ -19,6 +19,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// How status and metrics name it.
+    pub fn class(self) -> &'static str {
+        match self {
+            Kind::CantCreate => "cannot write",
+            Kind::TempFail | Kind::TokenRejected => "temporary",
+            Kind::Config => "configuration",
+        }
+    }
+
     pub fn exit_code(self) -> u8 {
         match self {
             Kind::CantCreate => 73,
@@ -32,25 +41,31 @@ impl Kind {
 pub struct Error {
     pub kind: Kind,
     pub message: String,
+    /// The WeChat errcode behind it, when WeChat answered with one (for status and metrics).
+    pub errcode: Option<i64>,
 }
 
 impl Error {
-    pub fn config(message: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
         Error {
-            kind: Kind::Config,
+            kind,
             message: message.into(),
+            errcode: None,
         }
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::new(Kind::Config, message)
     }
     pub fn temp(message: impl Into<String>) -> Self {
-        Error {
-            kind: Kind::TempFail,
-            message: message.into(),
-        }
+        Error::new(Kind::TempFail, message)
     }
     pub fn cant_create(message: impl Into<String>) -> Self {
+        Error::new(Kind::CantCreate, message)
+    }
+    pub fn with_errcode(self, errcode: i64) -> Self {
         Error {
-            kind: Kind::CantCreate,
-            message: message.into(),
+            errcode: Some(errcode),
+            ..self
         }
     }
 }

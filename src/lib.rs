@@ -14,6 +14,7 @@ pub mod error;
 pub mod logging;
 pub mod refresh;
 pub mod report;
+pub mod state;
 pub mod status;
 pub mod store;
 pub mod tickets;

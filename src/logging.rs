@@ -74,7 +74,7 @@ impl Log for Redacting {
         if !self.inner.matches(record) || is_wire_dump(record) {
             return;
         }
-        let line = scrub(&record.args().to_string());
+        let line = one_line(&scrub(&record.args().to_string()));
         self.inner.log(
             &Record::builder()
                 .args(format_args!("{line}"))
@@ -92,13 +92,46 @@ impl Log for Redacting {
     }
 }
 
+/// One line per record, whatever a library or WeChat put in it: an `errmsg` with a newline must not
+/// forge a second log line (or a journal priority prefix).
+fn one_line(text: &str) -> String {
+    if !text.contains(|c: char| c.is_control()) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => " ".to_string(),
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix (sd-daemon(3)).
+fn priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
 /// Level from `RUST_LOG` (default `info`). Lines read `level: message`, without timestamps:
 /// journald adds its own, and a person at a terminal does not need them for a one-second run.
+/// Under systemd (stderr is the journal: `JOURNAL_STREAM` set) each line also starts with its
+/// syslog priority, so `journalctl -p err -u wxtoken` finds the errors.
 pub fn init() {
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(|buf, record| {
+        .format(move |buf, record| {
             use std::io::Write;
             let level = record.level().as_str().to_lowercase();
+            if journal {
+                write!(buf, "<{}>", priority(record.level()))?;
+            }
             if record.target().starts_with("wxtoken") {
                 writeln!(buf, "{level}: {}", record.args())
             } else {
@@ -109,5 +142,17 @@ pub fn init() {
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Redacting { inner })).is_ok() {
         log::set_max_level(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newline_cannot_forge_a_line() {
+        assert_eq!(one_line("a\nerror: b"), "a\\nerror: b");
+        assert_eq!(one_line("x\r<3>y\u{1b}"), "x\\r<3>y\\u{1b}");
+        assert_eq!(one_line("plain"), "plain");
     }
 }

@@ -1,4 +1,5 @@
-//! One `wxtoken refresh` run: lock, decide, fetch, validate, publish; then the tickets.
+//! One `wxtoken refresh` run: lock, find out what the file's token is really worth, decide,
+//! probe or fetch, publish only what is better; then the tickets.
 
 use std::process::ExitCode;
 
@@ -9,136 +10,210 @@ use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
+use crate::state::{self, Retiring, RunState};
 use crate::store::TokenFile;
 use crate::tickets::{self, TicketFile};
-use crate::vocab::{Api, TicketType, unix_now};
-use crate::wechat::{Client, Context, Purpose};
+use crate::vocab::{
+    Api, OVERLAP, TicketType, digest, implausible, secs_until, unix_now, unix_now_ms,
+};
+use crate::wechat::{Client, Context, Probe, Purpose};
+
+/// At most one probe per this many seconds on behalf of app reports: a flood of reports (even of
+/// the current token) costs one probe per interval, never a fetch without a probe.
+pub const REPORT_PROBE_INTERVAL: u64 = 30;
+
+/// The file's token, as far as this run can trust it.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub file: TokenFile,
+    pub digest: String,
+    /// When it really stops working: the file's `expires_at`, cut short by a recorded fetch that
+    /// retired it or a probe that found it dead.
+    pub effective: u64,
+}
+
+impl Current {
+    pub fn left(&self, now: u64) -> i64 {
+        secs_until(self.effective, now)
+    }
+}
+
+/// What the flags ask of this run.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub margin: u64,
+    pub force: bool,
+    pub force_new: bool,
+    pub probe_every: u64,
+}
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// The file holds a usable token for this account with more than the margin left.
+pub enum Plan {
     Fresh {
         left: i64,
     },
-    Refresh {
+    /// Ask WeChat whether the token still works; `reported`: an app said it does not.
+    Probe {
         why: String,
+        reported: bool,
+    },
+    /// `rotate`: the old token must die (force_refresh with the stable API).
+    Fetch {
+        why: String,
+        rotate: bool,
     },
 }
 
-pub fn decide(
-    state: Option<&TokenFile>,
-    appid: &str,
-    api: Api,
-    margin: u64,
-    force: bool,
+/// The decision, from what the file holds (already checked for plausibility and account), the run
+/// state, the requests apps left, and when this run started (ms, before waiting for the lock).
+pub fn plan(
+    policy: Policy,
+    current: Option<&Current>,
+    st: &RunState,
+    reports: &[String],
+    started_ms: u64,
     now: u64,
-) -> Decision {
-    let Some(t) = state else {
-        return Decision::Refresh {
-            why: "no valid token file yet".into(),
+) -> Plan {
+    let Some(cur) = current else {
+        return Plan::Fetch {
+            why: "no usable token file".into(),
+            rotate: false,
         };
     };
-    let left = t.remaining(now);
-    let why = if t.appid != appid {
-        format!("the file holds a token of appid {}", t.appid)
-    } else if t.api != api.name() {
-        format!("the file holds a token from the {} API", t.api)
-    } else if left <= 0 {
-        "the token in the file has expired".into()
-    } else if left <= margin as i64 {
-        format!("{left} s left, within the margin of {margin} s")
-    } else if force {
-        format!("--force ({left} s were left)")
-    } else {
-        return Decision::Fresh { left };
-    };
-    Decision::Refresh { why }
+    let left = cur.left(now);
+    if left <= policy.margin as i64 {
+        let why = if st.dead.as_deref() == Some(cur.digest.as_str()) {
+            "WeChat rejected the token in the file".to_string()
+        } else if left <= 0 {
+            "the token in the file has expired".to_string()
+        } else {
+            format!("{left} s left, within the margin of {} s", policy.margin)
+        };
+        return Plan::Fetch { why, rotate: false };
+    }
+    // A run that queued behind another run's refresh takes its result: N runs started together
+    // with --force make one upstream call.
+    let refreshed_since_start =
+        st.refreshed_ms >= started_ms && st.token_expires_at == cur.file.expires_at;
+    if (policy.force || policy.force_new) && !refreshed_since_start {
+        let flag = if policy.force_new {
+            "--force-new"
+        } else {
+            "--force"
+        };
+        return Plan::Fetch {
+            why: format!("{flag} ({left} s were left)"),
+            rotate: policy.force_new,
+        };
+    }
+    let reported =
+        reports.contains(&cur.digest) || st.pending_report.as_deref() == Some(cur.digest.as_str());
+    if reported {
+        return Plan::Probe {
+            why: "an app reported that WeChat rejected it".into(),
+            reported: true,
+        };
+    }
+    let checked_ago = st
+        .probed_ago(now)
+        .min(now.saturating_sub(cur.file.refreshed_at));
+    if policy.probe_every > 0 && checked_ago >= policy.probe_every {
+        return Plan::Probe {
+            why: format!("last checked {checked_ago} s ago"),
+            reported: false,
+        };
+    }
+    Plan::Fresh { left }
+}
+
+/// Why WeChat would have killed a token early, in words an admin can act on.
+fn likely_cause(api: Api) -> &'static str {
+    match api {
+        Api::Legacy => {
+            "another program probably fetched a token for this appid with the legacy API (each \
+             such fetch retires the previous token 5 minutes later): find it and make it read \
+             this file instead"
+        }
+        Api::Stable => {
+            "WeChat revoked it, or another program called stable_token with force_refresh:true"
+        }
+        Api::Wecom => "WeCom invalidated it early, or another program fetched one for this app",
+    }
 }
 
 pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
+    // Before the lock: a run that waits for another's refresh must see that refresh as "after
+    // it started".
+    let started_ms = unix_now_ms();
     let cfg = Config::from_args(args)?;
     let deadline = Deadline::after(cfg.max_time);
     let store = &cfg.store;
-    // Everything below happens under the lock: N runs started together queue here, and each
-    // re-reads the file after the one before it, so only the first calls WeChat.
     let _lock = store.lock(&deadline)?;
     let mut names = store.names();
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
+    names.push(state::STATE_NAME.to_string());
     store.remove_stale_temps(&names);
 
+    let dir = store.dir().to_path_buf();
+    let requests = state::ensure_requests_dir(&dir, store.gid);
+    let mut st = RunState::load(&dir);
+    let now = unix_now();
+    let file = store.read_state();
+    claim_directory(&cfg, &mut st, file.as_ref(), now)?;
     let mut run = Run {
         cfg: &cfg,
         deadline,
         client: None,
+        st,
+        dirty: false,
+        fetched: false,
     };
-    let state = store.read_state();
-    let (mut token, mut outcome, mut fetched) = match decide(
-        state.as_ref(),
-        &cfg.appid,
-        cfg.api,
-        cfg.margin,
-        cfg.force,
-        unix_now(),
-    ) {
-        Decision::Fresh { left } => {
-            let state = state.expect("fresh implies a state");
-            register_token(&state.access_token);
-            // Outputs added to the configuration since the last refresh, or deleted by hand,
-            // are rendered from the state without calling WeChat.
-            for path in store.publish(&state)? {
-                info!("wrote {} from the current token", path.display());
-            }
-            info!(
-                "still fresh, {left} s left ({} {}, {})",
-                cfg.appid,
-                cfg.api.name(),
-                store.state.display()
-            );
-            (state, Ok(()), false)
-        }
-        Decision::Refresh { why } => {
-            let (t, outcome) = run.refresh_token(&why)?;
-            (t, outcome, true)
-        }
-    };
+    let result = run.execute(file, requests.as_deref(), started_ms, now);
+    run.record(&result);
+    result
+}
 
-    // Tickets only ever use a token that was validated and published above. A ticket failure
-    // never undoes the token write: it is logged and decides the exit status if the token's
-    // own outcome was fine.
-    let mut ticket_error: Option<Error> = None;
-    for &ty in &cfg.tickets {
-        let current = tickets::read(&tickets::path_for(store.dir(), ty));
-        let Some(why) = tickets::needs_fetch(current.as_ref(), &cfg.appid, cfg.margin, unix_now())
-        else {
-            debug!("{} ticket still fresh", ty.name());
-            continue;
-        };
-        debug!("fetching the {} ticket: {why}", ty.name());
-        let mut result = run.ticket(ty, &token.access_token, current.as_ref());
-        if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
-            // WeChat's advice: refresh passively when an API reports the token invalid (another
-            // program fetched one for this appid, or WeChat revoked it early). Once per run.
-            warn!(
-                "{}; refreshing the token and trying again",
-                result.as_ref().unwrap_err()
-            );
-            let (t, o) = run.refresh_token("WeChat rejected the current token")?;
-            (token, outcome, fetched) = (t, o, true);
-            result = run.ticket(ty, &token.access_token, current.as_ref());
-        }
-        if let Err(e) = result {
-            error!("{} ticket not refreshed: {e}", ty.name());
-            ticket_error.get_or_insert(e);
-        }
+/// One directory, one owner. Two accounts writing into one directory would overwrite each other's
+/// tickets and state on every run, each run "succeeding": refuse while the other account's token
+/// is alive, take over (with a warning) once it has expired.
+fn claim_directory(
+    cfg: &Config,
+    st: &mut RunState,
+    file: Option<&TokenFile>,
+    now: u64,
+) -> Result<()> {
+    let dir = cfg.store.dir();
+    let (other, until) = if !st.appid.is_empty() && st.appid != cfg.appid {
+        (st.appid.clone(), st.token_expires_at)
+    } else if let Some(f) = file.filter(|f| f.appid != cfg.appid) {
+        let plausible = implausible(f.expires_in, f.expires_at, f.refreshed_at, now).is_none();
+        (f.appid.clone(), if plausible { f.expires_at } else { 0 })
+    } else {
+        st.appid = cfg.appid.clone();
+        return Ok(());
+    };
+    let left = secs_until(until, now);
+    if left > 0 {
+        return Err(Error::config(format!(
+            "{} is in use by appid {other}, whose token there is valid for {left} s more; refusing to \
+             write appid {}'s files into it. One directory serves one account: give each its own \
+             (--out /var/lib/wxtoken/NAME/access_token.json, as the wxtoken@NAME units do). If this \
+             directory really moves to {}, delete {} and the token files in it",
+            dir.display(),
+            cfg.appid,
+            cfg.appid,
+            RunState::path(dir).display()
+        )));
     }
-    outcome?;
-    match ticket_error {
-        Some(e) => Err(Error {
-            message: format!("the token is fine, but a ticket failed: {}", e.message),
-            ..e
-        }),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    warn!(
+        "taking over {} from appid {other}, whose token there has expired",
+        dir.display()
+    );
+    *st = RunState {
+        appid: cfg.appid.clone(),
+        ..RunState::default()
+    };
+    Ok(())
 }
 
 fn context(cfg: &Config) -> Context<'_> {
@@ -150,15 +225,169 @@ fn context(cfg: &Config) -> Context<'_> {
     }
 }
 
-/// What one run carries between the token and the ticket steps.
+/// What one run carries between its steps.
 struct Run<'a> {
     cfg: &'a Config,
     deadline: Deadline,
     /// Built on first use: a run that finds everything fresh never loads the trust store.
     client: Option<Client>,
+    st: RunState,
+    /// The state changed and must be saved.
+    dirty: bool,
+    /// A token was fetched and published by this run.
+    fetched: bool,
 }
 
 impl Run<'_> {
+    /// Everything after the directory is claimed: reports, the decision, the fetch, tickets.
+    fn execute(
+        &mut self,
+        file: Option<TokenFile>,
+        requests: Option<&std::path::Path>,
+        started_ms: u64,
+        now: u64,
+    ) -> Result<ExitCode> {
+        let run = self;
+        let cfg = run.cfg;
+        let store = &cfg.store;
+        let (consumed, reports) = requests.map(state::consume_requests).unwrap_or_default();
+        if consumed > 0 {
+            run.st.reports_consumed += consumed;
+            run.st.last_report_at = now;
+            run.dirty = true;
+        }
+        let current = file.and_then(|f| run.assess(f, now));
+        if consumed > 0 {
+            let matching = current
+                .as_ref()
+                .is_some_and(|c| reports.contains(&c.digest));
+            if !matching {
+                info!("{consumed} report(s) named no token the file holds now: nothing to do");
+            }
+        }
+        let policy = Policy {
+            margin: cfg.margin,
+            force: cfg.force,
+            force_new: cfg.force_new,
+            probe_every: cfg.probe_every,
+        };
+        let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
+        if let Plan::Probe { why, reported } = &decision {
+            let cur = current.as_ref().expect("a probe implies a token");
+            decision = run.probe(cur, why, *reported, now);
+        }
+        let (mut token, mut outcome, mut fetched) = match decision {
+            Plan::Fresh { left } => {
+                let mut cur = current.expect("fresh implies a token");
+                register_token(&cur.file.access_token);
+                if cur.effective < cur.file.expires_at {
+                    // A recorded fetch retired it: readers must not be told more than the truth.
+                    cur.file.expires_at = cur.effective;
+                    cur.file.expire_time = cur.effective;
+                    run.st.token_expires_at = cur.effective;
+                    run.dirty = true;
+                }
+                // Outputs added to the configuration since the last refresh, or deleted by hand,
+                // are rendered from the state without calling WeChat.
+                for path in store.publish(&cur.file)? {
+                    info!("wrote {} from the current token", path.display());
+                }
+                info!(
+                    "still fresh, {left} s left ({} {}, {})",
+                    cfg.appid,
+                    cfg.api.name(),
+                    store.state.display()
+                );
+                (cur.file, Ok(()), false)
+            }
+            Plan::Fetch { why, rotate } => {
+                let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
+                (t, o, true)
+            }
+            Plan::Probe { .. } => unreachable!("resolved above"),
+        };
+        run.save_state()?;
+
+        // Tickets only ever use a token that was validated and published above. A ticket failure
+        // never undoes the token write: it is logged and decides the exit status if the token's
+        // own outcome was fine.
+        let mut ticket_error: Option<Error> = None;
+        for &ty in &cfg.tickets {
+            let path = tickets::path_for(store.dir(), ty);
+            let current_ticket = tickets::read(&path);
+            let Some(why) = tickets::needs_fetch(
+                &path,
+                current_ticket.as_ref(),
+                &cfg.appid,
+                cfg.margin,
+                unix_now(),
+            )?
+            else {
+                debug!("{} ticket still fresh", ty.name());
+                continue;
+            };
+            debug!("fetching the {} ticket: {why}", ty.name());
+            let mut result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
+                // WeChat's advice: refresh passively when an API reports the token invalid (another
+                // program fetched one for this appid, or WeChat revoked it early). Once per run.
+                warn!(
+                    "{}; {}; refreshing the token and trying again",
+                    result.as_ref().unwrap_err(),
+                    likely_cause(cfg.api)
+                );
+                let dead = Current {
+                    digest: digest(&token.access_token),
+                    effective: now,
+                    file: token.clone(),
+                };
+                run.st.dead = Some(dead.digest.clone());
+                run.dirty = true;
+                let (t, o) =
+                    run.refresh_token(Some(&dead), "WeChat rejected the current token", false)?;
+                run.save_state()?;
+                (token, outcome, fetched) = (t, o, true);
+                result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            }
+            if let Err(e) = result {
+                error!("{} ticket not refreshed: {e}", ty.name());
+                ticket_error.get_or_insert(e);
+            }
+        }
+        outcome?;
+        match ticket_error {
+            Some(e) => Err(Error {
+                message: format!("the token is fine, but a ticket failed: {}", e.message),
+                ..e
+            }),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    }
+
+    /// Writes how this run ended into the run state (best effort: the exit status says it too).
+    fn record(&mut self, result: &Result<ExitCode>) {
+        let outcome = match result {
+            Ok(_) => state::Outcome {
+                at: unix_now(),
+                result: if self.fetched { "refreshed" } else { "fresh" }.into(),
+                ..state::Outcome::default()
+            },
+            Err(e) => state::Outcome {
+                at: unix_now(),
+                result: "failed".into(),
+                exit: e.kind.exit_code(),
+                class: e.kind.class().into(),
+                errcode: e.errcode,
+                message: crate::logging::scrub(&e.message),
+            },
+        };
+        self.st.record_outcome(outcome);
+        self.dirty = true;
+        if let Err(e) = self.save_state() {
+            warn!("could not record this run's outcome: {e}");
+        }
+    }
+
     fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() {
             let c = self.cfg;
@@ -172,26 +401,220 @@ impl Run<'_> {
         Ok(self.client.as_ref().expect("just set"))
     }
 
-    /// Fetches, validates and publishes a new token. The inner result is Err when the token was
-    /// written but has no more than the margin left (exit 75, but tickets may still use it).
-    fn refresh_token(&mut self, why: &str) -> Result<(TokenFile, Result<()>)> {
+    fn save_state(&mut self) -> Result<()> {
+        if self.dirty {
+            let store = &self.cfg.store;
+            self.st.save(store.dir(), store.mode, store.gid)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// The file's token if it belongs to this account and API and its times are believable under
+    /// the current clock; None (with the reason logged) otherwise.
+    fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
+        let cfg = self.cfg;
+        let path = cfg.store.state.display();
+        if file.appid != cfg.appid || file.api != cfg.api.name() {
+            info!(
+                "{path} holds a token of appid {} from the {} API; fetching one for {} ({})",
+                file.appid,
+                file.api,
+                cfg.appid,
+                cfg.api.name()
+            );
+            return None;
+        }
+        if let Some(why) = implausible(file.expires_in, file.expires_at, file.refreshed_at, now) {
+            warn!("{path}: not trusting its token: {why}");
+            return None;
+        }
+        let digest = digest(&file.access_token);
+        let effective = self.st.effective_expiry(&digest, file.expires_at, now);
+        if effective < file.expires_at
+            && let Some(r) = &self.st.retiring
+            && r.digest == digest
+        {
+            debug!(
+                "a fetch at {} retired the token in {path}: it works until {effective}, not {}",
+                r.at, file.expires_at
+            );
+        }
+        Some(Current {
+            file,
+            digest,
+            effective,
+        })
+    }
+
+    /// Asks WeChat about the file's token; turns a Probe plan into Fresh or Fetch.
+    fn probe(&mut self, cur: &Current, why: &str, reported: bool, now: u64) -> Plan {
+        let left = cur.left(now);
+        let probed_ago = self.st.probed_ago(now);
+        if reported && probed_ago < REPORT_PROBE_INTERVAL {
+            // Rate limit: remember it, the next run (a minute at most) probes.
+            if self.st.pending_report.as_deref() != Some(cur.digest.as_str()) {
+                self.st.pending_report = Some(cur.digest.clone());
+                self.dirty = true;
+            }
+            info!(
+                "an app reported {} as rejected; probed {probed_ago} s ago, so the next run \
+                 checks it",
+                mask(&cur.file.access_token)
+            );
+            return Plan::Fresh { left };
+        }
+        if !self.st.probe_allowed(now) {
+            self.dirty = true;
+            warn!(
+                "not checking the token with WeChat ({why}): {} probes in the last 24 h, the most \
+                 wxtoken makes (get_api_domain_ip has a daily quota of its own)",
+                self.st.probes_today
+            );
+            if reported {
+                self.st.pending_report = Some(cur.digest.clone());
+            }
+            return Plan::Fresh { left };
+        }
+        register_token(&cur.file.access_token);
+        let deadline = self.deadline;
+        let result = match self.client() {
+            Ok(c) => c.probe(&cur.file.access_token, &deadline),
+            Err(e) => Probe::Unknown(e.message),
+        };
+        self.st.record_probe(now);
+        self.dirty = true;
+        match result {
+            Probe::Alive => {
+                self.st.last_probe = "alive".into();
+                self.st.pending_report = None;
+                if reported {
+                    info!(
+                        "an app reported {} as rejected, but WeChat accepts it (probe): kept",
+                        mask(&cur.file.access_token)
+                    );
+                } else {
+                    debug!("probe ({why}): WeChat accepts the token");
+                }
+                Plan::Fresh { left }
+            }
+            Probe::Dead { errcode, errmsg } => {
+                self.st.last_probe = "dead".into();
+                self.st.dead = Some(cur.digest.clone());
+                self.st.pending_report = None;
+                warn!(
+                    "WeChat rejects the token in the file ({}, errcode {errcode}: {errmsg}) with \
+                     {left} s left on paper: {}; fetching a new one",
+                    mask(&cur.file.access_token),
+                    likely_cause(self.cfg.api)
+                );
+                Plan::Fetch {
+                    why: format!("WeChat rejected the token (errcode {errcode})"),
+                    rotate: false,
+                }
+            }
+            Probe::Unknown(e) => {
+                self.st.last_probe = format!("unknown: {e}");
+                warn!("could not check the token with WeChat ({why}): {e}; keeping it");
+                Plan::Fresh { left }
+            }
+        }
+    }
+
+    /// Reserves a force_refresh within WeChat's budget (waiting out the 30 s gap if the run's
+    /// time allows) and records it before the call is made.
+    fn reserve_force(&mut self) -> Result<()> {
+        let now = unix_now();
+        let wait = self.st.force_allowed(now).map_err(|why| {
+            Error::temp(format!(
+                "force_refresh not sent for appid {}: {why}",
+                self.cfg.appid
+            ))
+        })?;
+        if wait > 0 {
+            if std::time::Duration::from_secs(wait + 1) > self.deadline.remaining() {
+                return Err(Error::temp(format!(
+                    "force_refresh not sent for appid {}: WeChat wants 30 s between two, the last \
+                     was {} s ago and --max-time leaves too little to wait; the next run will",
+                    self.cfg.appid,
+                    30 - wait
+                )));
+            }
+            info!("waiting {wait} s: WeChat wants 30 s between two force_refresh calls");
+            self.deadline.sleep(std::time::Duration::from_secs(wait));
+        }
+        self.st.record_force(unix_now());
+        self.dirty = true;
+        self.save_state()
+    }
+
+    /// Fetches a token and publishes it unless the file already holds a better one. The inner
+    /// result is Err when the token was written but has no more than the margin left (exit 75,
+    /// but tickets may still use it).
+    fn refresh_token(
+        &mut self,
+        current: Option<&Current>,
+        why: &str,
+        rotate: bool,
+    ) -> Result<(TokenFile, Result<()>)> {
         debug!("refreshing: {why}");
         let cfg = self.cfg;
-        let deadline = self.deadline;
-        let ctx = context(cfg);
-        let grant = self.client()?.fetch_token(&ctx, &cfg.secret, &deadline)?;
+        let known_dead = current.is_some_and(|c| self.st.dead.as_deref() == Some(&c.digest));
+        let mut force = rotate && cfg.api == Api::Stable;
+        if force {
+            self.reserve_force()?;
+        }
+        let mut now = unix_now();
+        let mut grant = self.fetch(current, force, now)?;
+        if !force
+            && known_dead
+            && cfg.api == Api::Stable
+            && current.is_some_and(|c| c.file.access_token == grant.value)
+        {
+            // Normal mode hands back the token WeChat itself rejects (revoked): only a
+            // force_refresh replaces it.
+            warn!(
+                "the stable API handed back the token WeChat rejects; asking for a new one with \
+                 force_refresh"
+            );
+            self.reserve_force()?;
+            force = true;
+            now = unix_now();
+            grant = self.fetch(current, force, now)?;
+        }
         register_token(&grant.value);
-        let now = unix_now();
+        let same = current.is_some_and(|c| c.file.access_token == grant.value);
+        let new_expiry = now.saturating_add(grant.expires_in);
+        if let Some(cur) = current
+            && !same
+            && new_expiry <= self.current_worth(cur, now)
+        {
+            return Err(self.keep_better(cur, grant.expires_in, now));
+        }
+        if same && known_dead {
+            return Err(Error::temp(format!(
+                "WeChat keeps handing out the token it rejects for appid {} and no forced \
+                 rotation is possible now; the next run will try again",
+                cfg.appid
+            )));
+        }
         let fresh = TokenFile {
             access_token: grant.value,
             expires_in: grant.expires_in,
-            expires_at: now + grant.expires_in,
-            expire_time: now + grant.expires_in,
+            expires_at: new_expiry,
+            expire_time: new_expiry,
             refreshed_at: now,
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
         };
         cfg.store.publish(&fresh)?;
+        self.st.retiring = None;
+        self.st.dead = None;
+        self.st.pending_report = None;
+        self.st.token_expires_at = new_expiry;
+        self.st.refreshed_ms = unix_now_ms();
+        self.dirty = true;
+        self.fetched = true;
         info!(
             "refreshed {} for {} ({}), expires in {} s ({why})",
             mask(&fresh.access_token),
@@ -213,6 +636,88 @@ impl Run<'_> {
         Ok((fresh, outcome))
     }
 
+    /// One token request. A request that may retire the file's token is recorded in the state
+    /// first, so that whatever happens next (kill -9, a failed write) later runs know the truth.
+    fn fetch(
+        &mut self,
+        current: Option<&Current>,
+        force: bool,
+        now: u64,
+    ) -> Result<crate::wechat::Grant> {
+        let cfg = self.cfg;
+        let before = self.st.retiring.clone();
+        if let Some(cur) = current
+            && (force || cfg.api.fetch_retires_previous())
+        {
+            let grace = if force { 0 } else { OVERLAP };
+            let at = self
+                .st
+                .retiring
+                .as_ref()
+                .filter(|r| r.digest == cur.digest)
+                .map_or(now, |r| r.at.min(now));
+            self.st.retiring = Some(Retiring {
+                digest: cur.digest.clone(),
+                at,
+                grace: grace.min(before.as_ref().map_or(grace, |r| r.grace)),
+            });
+            self.dirty = true;
+            self.save_state()?;
+        }
+        let deadline = self.deadline;
+        let ctx = context(cfg);
+        self.st.token_fetches += 1;
+        self.dirty = true;
+        let result = self
+            .client()?
+            .fetch_token(&ctx, &cfg.secret, force, &deadline);
+        if let Err(e) = &result
+            && e.kind == Kind::Config
+            && self.st.retiring != before
+        {
+            // WeChat answered with an error: no token was issued, the old one was not retired.
+            self.st.retiring = before;
+            self.dirty = true;
+            let _ = self.save_state();
+        }
+        result
+    }
+
+    /// When the file's token stops working, given a fetch just made at `now`.
+    fn current_worth(&self, cur: &Current, now: u64) -> u64 {
+        self.st
+            .effective_expiry(&cur.digest, cur.file.expires_at, now)
+    }
+
+    /// The fetched token is worse than the file's: keep the file (correcting its expiry if the
+    /// fetch cut it short, so readers are not told more than the truth) and say why.
+    fn keep_better(&mut self, cur: &Current, expires_in: u64, now: u64) -> Error {
+        let worth = self.current_worth(cur, now);
+        let mut note = String::new();
+        if worth < cur.file.expires_at {
+            let corrected = TokenFile {
+                expires_at: worth,
+                expire_time: worth,
+                ..cur.file.clone()
+            };
+            match self.cfg.store.publish(&corrected) {
+                Ok(_) => {
+                    self.st.token_expires_at = worth;
+                    self.dirty = true;
+                    note = format!("; its expires_at now says {worth}: this fetch retires it then");
+                }
+                Err(e) => note = format!("; correcting its expiry failed: {e}"),
+            }
+        }
+        Error::temp(format!(
+            "WeChat returned a token for appid {} that expires in {expires_in} s, sooner than the \
+             one in {} ({} s left); kept the file{note}. The next run will try again",
+            self.cfg.appid,
+            self.cfg.store.state.display(),
+            secs_until(worth, now)
+        ))
+    }
+
     fn ticket(&mut self, ty: TicketType, token: &str, current: Option<&TicketFile>) -> Result<()> {
         let cfg = self.cfg;
         let deadline = self.deadline;
@@ -226,46 +731,149 @@ impl Run<'_> {
 mod tests {
     use super::*;
 
-    fn file(expires_at: u64) -> TokenFile {
-        TokenFile {
-            access_token: "t".into(),
-            expires_in: 7200,
-            expires_at,
-            expire_time: expires_at,
-            refreshed_at: 0,
-            appid: "wxa".into(),
-            api: "stable".into(),
+    const NOW: u64 = 1_000_000;
+
+    fn cur(expires_at: u64, refreshed_at: u64) -> Current {
+        Current {
+            file: TokenFile {
+                access_token: "t".into(),
+                expires_in: 7200,
+                expires_at,
+                expire_time: expires_at,
+                refreshed_at,
+                appid: "wxa".into(),
+                api: "stable".into(),
+            },
+            digest: digest("t"),
+            effective: expires_at,
         }
     }
 
+    fn policy() -> Policy {
+        Policy {
+            margin: 300,
+            force: false,
+            force_new: false,
+            probe_every: 300,
+        }
+    }
+
+    fn fetches(p: &Plan) -> bool {
+        matches!(p, Plan::Fetch { .. })
+    }
+
     #[test]
-    fn decisions() {
-        let now = 1_000_000;
-        let d = |s: Option<&TokenFile>, force| decide(s, "wxa", Api::Stable, 300, force, now);
-        assert!(matches!(d(None, false), Decision::Refresh { .. }));
+    fn margin_and_expiry() {
+        let st = RunState::default();
+        let p = |c: Option<&Current>| plan(policy(), c, &st, &[], NOW, NOW);
+        assert!(fetches(&p(None)));
+        assert_eq!(p(Some(&cur(NOW + 301, NOW))), Plan::Fresh { left: 301 });
+        assert!(fetches(&p(Some(&cur(NOW + 300, NOW)))));
+        assert!(fetches(&p(Some(&cur(NOW - 5, NOW - 7205)))));
+    }
+
+    #[test]
+    fn force_yields_to_a_refresh_made_while_waiting() {
+        let force = Policy {
+            force: true,
+            ..policy()
+        };
+        let ms = NOW * 1000;
+        // Refreshed before this run started: fetch.
+        let st = RunState {
+            refreshed_ms: ms - 1,
+            token_expires_at: NOW + 7000,
+            ..RunState::default()
+        };
+        assert!(fetches(&plan(
+            force,
+            Some(&cur(NOW + 7000, NOW)),
+            &st,
+            &[],
+            ms,
+            NOW
+        )));
+        // Refreshed by the run this one queued behind: take it.
+        let st = RunState {
+            refreshed_ms: ms + 1,
+            ..st
+        };
+        assert!(!fetches(&plan(
+            force,
+            Some(&cur(NOW + 7000, NOW)),
+            &st,
+            &[],
+            ms,
+            NOW + 2
+        )));
+        let new = Policy {
+            force_new: true,
+            ..policy()
+        };
         assert_eq!(
-            d(Some(&file(now + 301)), false),
-            Decision::Fresh { left: 301 }
+            plan(
+                new,
+                Some(&cur(NOW + 5000, NOW - 100)),
+                &st,
+                &[],
+                ms + 2,
+                NOW
+            ),
+            Plan::Fetch {
+                why: "--force-new (5000 s were left)".into(),
+                rotate: true
+            }
         );
+    }
+
+    #[test]
+    fn reports_and_periodic_probes() {
+        let c = cur(NOW + 5000, NOW - 100);
+        let st = RunState {
+            last_probe_at: NOW - 10,
+            ..RunState::default()
+        };
+        // A report of an older token changes nothing.
+        let old = vec![digest("older")];
         assert!(matches!(
-            d(Some(&file(now + 300)), false),
-            Decision::Refresh { .. }
+            plan(policy(), Some(&c), &st, &old, NOW, NOW),
+            Plan::Fresh { .. }
         ));
+        let this = vec![c.digest.clone()];
         assert!(matches!(
-            d(Some(&file(now - 5)), false),
-            Decision::Refresh { .. }
+            plan(policy(), Some(&c), &st, &this, NOW, NOW),
+            Plan::Probe { reported: true, .. }
         ));
+        // Periodic: due once the last probe (or the refresh) is probe_every old.
+        let st = RunState {
+            last_probe_at: NOW - 300,
+            ..RunState::default()
+        };
+        let c = cur(NOW + 5000, NOW - 1000);
         assert!(matches!(
-            d(Some(&file(now + 5000)), true),
-            Decision::Refresh { .. }
+            plan(policy(), Some(&c), &st, &[], NOW, NOW),
+            Plan::Probe {
+                reported: false,
+                ..
+            }
         ));
+        let off = Policy {
+            probe_every: 0,
+            ..policy()
+        };
         assert!(matches!(
-            decide(Some(&file(now + 5000)), "wxb", Api::Stable, 300, false, now),
-            Decision::Refresh { .. }
+            plan(off, Some(&c), &st, &[], NOW, NOW),
+            Plan::Fresh { .. }
         ));
+        // A probe time from a clock that ran ahead does not postpone probes forever.
+        let st = RunState {
+            last_probe_at: NOW + 100_000,
+            ..RunState::default()
+        };
+        let fresh_file = cur(NOW + 5000, NOW - 1000);
         assert!(matches!(
-            decide(Some(&file(now + 5000)), "wxa", Api::Legacy, 300, false, now),
-            Decision::Refresh { .. }
+            plan(policy(), Some(&fresh_file), &st, &[], NOW, NOW),
+            Plan::Probe { .. }
         ));
     }
 }

@@ -1,87 +1,333 @@
-//! `wxtoken status`: what the files hold, for an admin at a terminal or a monitoring check.
+//! `wxtoken status`: what the files hold and how the last runs went, for an admin at a terminal
+//! and for monitoring (Nagios / Icinga / Zabbix / Sensu plugin conventions). Reads only: no lock,
+//! no network, never the token itself on the output.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::ExitCode;
+
+use serde_json::json;
 
 use crate::atomic::dir_of;
 use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::logging::mask;
+use crate::state::RunState;
 use crate::store::{Format, read_token_file};
 use crate::tickets;
-use crate::vocab::{secs_until, unix_now};
+use crate::vocab::{digest, implausible, secs_until, unix_now};
 
-/// Prints one line per file to stdout; true when the token has more than the margin left and
-/// every listed ticket is unexpired.
-pub fn run(args: &StatusArgs) -> Result<ExitCode> {
-    Ok(if inspect(args) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+/// Monitoring-plugin states, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
 }
 
-fn inspect(args: &StatusArgs) -> bool {
-    let state: PathBuf = match args
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What status found: the worst level, the reasons, and the figures for perfdata and JSON.
+#[derive(Debug)]
+pub struct Report {
+    pub level: Level,
+    pub reasons: Vec<String>,
+    pub remaining: Option<i64>,
+    pub last_refresh: Option<u64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub appid: Option<String>,
+    pub api: Option<String>,
+    pub tickets: Vec<(String, Option<i64>)>,
+}
+
+impl Report {
+    fn raise(&mut self, level: Level, why: String) {
+        // UNKNOWN is not "worse" than CRITICAL for an admin: a known outage wins over a doubt.
+        let rank = |l: Level| match l {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Unknown => 2,
+            Level::Critical => 3,
+        };
+        if rank(level) > rank(self.level) {
+            self.level = level;
+        }
+        self.reasons.push(why);
+    }
+}
+
+pub fn run(args: &StatusArgs) -> Result<ExitCode> {
+    let report = inspect(args);
+    let text = if args.json {
+        render_json(&report, args)
+    } else {
+        render_line(&report, args)
+    };
+    // A closed pipe (`wxtoken status | head -0`) is not an error worth a panic or a message.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    Ok(ExitCode::from(report.level as u8))
+}
+
+pub fn inspect(args: &StatusArgs) -> Report {
+    let mut r = Report {
+        level: Level::Ok,
+        reasons: Vec::new(),
+        remaining: None,
+        last_refresh: None,
+        last_error: None,
+        consecutive_failures: 0,
+        appid: None,
+        api: None,
+        tickets: Vec::new(),
+    };
+    let Some(path) = args
         .files
         .outs
         .iter()
         .find(|p| Format::of(p).is_ok_and(|f| f == Format::Json))
-    {
-        Some(p) => p.clone(),
-        None => {
-            println!("no .json among the outputs: nothing to inspect");
-            return false;
-        }
+    else {
+        r.raise(
+            Level::Unknown,
+            "no .json among --out: nothing to inspect".into(),
+        );
+        return r;
     };
     let now = unix_now();
-    let mut ok = match read_token_file(&state) {
-        None => {
-            println!(
-                "{}: no valid token file (has wxtoken refresh run? see journalctl -u wxtoken)",
-                state.display()
-            );
-            false
-        }
+    let dir = dir_of(path);
+    let st = RunState::load_quiet(dir);
+    if let Some(st) = &st {
+        r.consecutive_failures = st.consecutive_failures;
+        r.last_error = st.last_error.as_ref().map(|e| e.message.clone());
+    }
+
+    if let Err(e) = fs::File::open(path)
+        && e.kind() == ErrorKind::PermissionDenied
+    {
+        r.raise(Level::Unknown, unreadable(path));
+        return r;
+    }
+    match read_token_file(path) {
+        None if !path.exists() => r.raise(
+            Level::Critical,
+            format!(
+                "no token file {} (has wxtoken refresh run? journalctl -u wxtoken)",
+                path.display()
+            ),
+        ),
+        None => r.raise(
+            Level::Critical,
+            format!("{} is not a valid wxtoken token file", path.display()),
+        ),
         Some(t) => {
-            let left = t.remaining(now);
-            let verdict = if left > args.files.margin as i64 {
-                "fresh"
-            } else if left > 0 {
-                "due for refresh"
-            } else {
-                "EXPIRED"
-            };
-            println!(
-                "{}: {verdict}: token {} of {} ({}), {left} s left (expires_at {}), refreshed {} s ago",
-                state.display(),
-                mask(&t.access_token),
-                t.appid,
-                t.api,
-                t.expires_at,
-                now.saturating_sub(t.refreshed_at)
-            );
-            left > args.files.margin as i64
-        }
-    };
-    for &ty in &args.files.tickets {
-        let path = tickets::path_for(dir_of(&state), ty);
-        match tickets::read(&path) {
-            Some(t) => {
-                let left = secs_until(t.expires_at, now);
-                println!(
-                    "{}: {} ticket {}, {left} s left",
-                    path.display(),
-                    ty.name(),
-                    mask(&t.ticket)
+            r.appid = Some(t.appid.clone());
+            r.api = Some(t.api.clone());
+            r.last_refresh = Some(t.refreshed_at);
+            let d = digest(&t.access_token);
+            let effective = st
+                .as_ref()
+                .map_or(t.expires_at, |s| s.effective_expiry(&d, t.expires_at, now));
+            let left = secs_until(effective, now);
+            r.remaining = Some(left.max(0));
+            if let Some(why) = implausible(t.expires_in, t.expires_at, t.refreshed_at, now) {
+                r.raise(
+                    Level::Critical,
+                    format!("the token file cannot be believed: {why}"),
                 );
-                ok &= left > 0;
-            }
-            None => {
-                println!("{}: no valid {} ticket file", path.display(), ty.name());
-                ok = false;
+            } else if st
+                .as_ref()
+                .is_some_and(|s| s.dead.as_deref() == Some(d.as_str()))
+            {
+                r.raise(
+                    Level::Critical,
+                    "WeChat rejects the token in the file (last probe) and no new one could be \
+                     fetched yet"
+                        .into(),
+                );
+            } else if left <= 0 {
+                r.raise(Level::Critical, "the token has expired".into());
+            } else if left < args.crit as i64 {
+                r.raise(Level::Critical, format!("only {left} s left"));
+            } else if left < args.warn as i64 {
+                r.raise(Level::Warning, format!("only {left} s left"));
             }
         }
     }
-    ok
+    if let Some(st) = &st {
+        if st.consecutive_failures > 0
+            && let Some(e) = &st.last_error
+        {
+            r.raise(
+                Level::Warning,
+                format!(
+                    "last {} refresh{} failed: {}",
+                    st.consecutive_failures,
+                    if st.consecutive_failures == 1 {
+                        ""
+                    } else {
+                        "es"
+                    },
+                    cause(e)
+                ),
+            );
+        }
+        if st.last_probe == "dead" {
+            r.raise(
+                Level::Warning,
+                format!(
+                    "the last probe ({} s ago) found the token dead before its time: rotated by \
+                     another program (or revoked); wxtoken fetched a new one. Find the other \
+                     program: journalctl -u wxtoken",
+                    now.saturating_sub(st.last_probe_at)
+                ),
+            );
+        }
+    }
+    for &ty in &args.files.tickets {
+        let tpath = tickets::path_for(dir, ty);
+        match tickets::read(&tpath) {
+            Some(t) => {
+                let left = secs_until(t.expires_at, now);
+                r.tickets.push((ty.name().to_string(), Some(left.max(0))));
+                if left <= 0 {
+                    r.raise(
+                        Level::Critical,
+                        format!("the {} ticket has expired", ty.name()),
+                    );
+                } else if left < args.crit as i64 {
+                    r.raise(
+                        Level::Critical,
+                        format!("{} ticket: only {left} s left", ty.name()),
+                    );
+                }
+            }
+            None => {
+                r.tickets.push((ty.name().to_string(), None));
+                r.raise(
+                    Level::Critical,
+                    format!("no valid {} ticket file {}", ty.name(), tpath.display()),
+                );
+            }
+        }
+    }
+    r
+}
+
+/// The last failure as an admin acts on it: the errcode and WeChat's own words for the fix.
+fn cause(e: &crate::state::Outcome) -> String {
+    let text = e.message.as_str();
+    // wechat.rs words errcode failures "WeChat answered errcode N (errmsg) for appid X: FIX".
+    let fix = text
+        .split_once(" for appid ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map_or(text, |(_, fix)| fix);
+    let short: String = fix.chars().take(160).collect();
+    match e.errcode {
+        Some(45009) => "45009 daily quota used up: wait for tomorrow or reset it with clear_quota \
+                        (10 a month)"
+            .into(),
+        Some(code) => format!("errcode {code}, {short}"),
+        None => short,
+    }
+}
+
+/// Why this user cannot read `path`, and which users could.
+fn unreadable(path: &Path) -> String {
+    let mut why = format!("cannot read {}: permission denied", path.display());
+    let meta = fs::metadata(path).or_else(|_| fs::metadata(dir_of(path)));
+    if let Ok(m) = meta {
+        let _ = write!(
+            why,
+            "; it (or its directory) is {}:{} mode {:04o}: run this as {} or a member of group {} \
+             (usermod -aG {} USER, then log in again)",
+            name_of("/etc/passwd", m.uid()),
+            name_of("/etc/group", m.gid()),
+            m.mode() & 0o7777,
+            name_of("/etc/passwd", m.uid()),
+            name_of("/etc/group", m.gid()),
+            name_of("/etc/group", m.gid()),
+        );
+    }
+    why
+}
+
+/// The name for a uid (from /etc/passwd) or gid (from /etc/group), else the number.
+fn name_of(table: &str, id: u32) -> String {
+    fs::read_to_string(table)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn render_line(r: &Report, args: &StatusArgs) -> String {
+    let mut line = format!("WXTOKEN {} - ", r.level.name());
+    if r.reasons.is_empty() {
+        let _ = write!(line, "{} s left", r.remaining.unwrap_or(0));
+        if let (Some(appid), Some(api)) = (&r.appid, &r.api) {
+            let _ = write!(line, " ({appid} {api}");
+            if let Some(at) = r.last_refresh {
+                let _ = write!(line, ", refreshed {} s ago", unix_now().saturating_sub(at));
+            }
+            line.push(')');
+        }
+    } else {
+        line.push_str(&r.reasons.join("; "));
+    }
+    // Perfdata: label=value[UOM];warn;crit (monitoring-plugins guidelines).
+    let _ = write!(
+        line,
+        " | remaining={}s;{};{} consecutive_failures={}",
+        r.remaining.unwrap_or(0),
+        args.warn,
+        args.crit,
+        r.consecutive_failures
+    );
+    for (name, left) in &r.tickets {
+        let _ = write!(line, " {name}_ticket={}s;;{}", left.unwrap_or(0), args.crit);
+    }
+    line.push('\n');
+    line
+}
+
+fn render_json(r: &Report, args: &StatusArgs) -> String {
+    let tickets: serde_json::Map<String, serde_json::Value> = r
+        .tickets
+        .iter()
+        .map(|(n, left)| (n.clone(), json!({ "remaining": left })))
+        .collect();
+    let v = json!({
+        "status": r.level.name(),
+        "remaining": r.remaining,
+        "last_refresh": r.last_refresh,
+        "last_error": r.last_error,
+        "consecutive_failures": r.consecutive_failures,
+        "reasons": r.reasons,
+        "appid": r.appid,
+        "api": r.api,
+        "warn": args.warn,
+        "crit": args.crit,
+        "tickets": tickets,
+    });
+    let mut s = serde_json::to_string_pretty(&v).expect("plain value serializes");
+    s.push('\n');
+    s
 }

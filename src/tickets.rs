@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::deadline::Deadline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::logging::{mask, register_token};
 use crate::store::Store;
-use crate::vocab::{Api, TicketType, secs_until, unix_now, url_encode, validate_token};
+use crate::vocab::{
+    Api, TicketType, implausible, secs_until, unix_now, url_encode, validate_token,
+};
 use crate::wechat::{Call, Client, Context, Grant, Purpose};
 
 /// The request for one ticket type on one API.
@@ -88,21 +90,40 @@ pub fn read(path: &Path) -> Option<TicketFile> {
     }
 }
 
-/// Why this ticket must be fetched now, or None when the file can stay.
+/// Why this ticket must be fetched now, or None when the file can stay. A live ticket of another
+/// account is an error, not a reason: two accounts sharing one directory would overwrite each
+/// other's ticket on every run.
 pub fn needs_fetch(
+    path: &Path,
     current: Option<&TicketFile>,
     appid: &str,
     margin: u64,
     now: u64,
-) -> Option<String> {
+) -> Result<Option<String>> {
     let Some(t) = current else {
-        return Some("no ticket file yet".into());
+        return Ok(Some("no ticket file yet".into()));
     };
-    if t.appid != appid {
-        return Some(format!("the file holds a ticket of appid {}", t.appid));
-    }
+    let plausible = implausible(t.expires_in, t.expires_at, t.refreshed_at, now);
     let left = secs_until(t.expires_at, now);
-    (left <= margin as i64).then(|| format!("{left} s left, within the margin of {margin} s"))
+    if t.appid != appid {
+        if plausible.is_none() && left > 0 {
+            return Err(Error::config(format!(
+                "{} holds a {} ticket of appid {}, valid for {left} s more; refusing to overwrite it                  with appid {appid}'s. One directory serves one account: give each its own                  (--out /var/lib/wxtoken/NAME/access_token.json, as the wxtoken@NAME units do)",
+                path.display(),
+                t.ticket_type,
+                t.appid
+            )));
+        }
+        return Ok(Some(format!(
+            "the file holds an expired ticket of appid {}",
+            t.appid
+        )));
+    }
+    if let Some(why) = plausible {
+        log::warn!("{}: not trusting its ticket: {why}", path.display());
+        return Ok(Some("its times cannot be believed".into()));
+    }
+    Ok((left <= margin as i64).then(|| format!("{left} s left, within the margin of {margin} s")))
 }
 
 /// The file to write after a fetch. WeChat may hand out the same ticket again with a fresh-looking

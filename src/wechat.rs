@@ -52,6 +52,18 @@ pub struct Context<'a> {
     pub purpose: Purpose,
 }
 
+/// What a probe learnt about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Alive,
+    Dead {
+        errcode: i64,
+        errmsg: String,
+    },
+    /// No verdict: network trouble, quota, an unexpected answer.
+    Unknown(String),
+}
+
 enum Attempt {
     Answer(Map<String, Value>),
     /// Transient: the next base URL or round may succeed.
@@ -99,6 +111,7 @@ impl Client {
         &self,
         ctx: &Context<'_>,
         secret: &str,
+        force_refresh: bool,
         deadline: &Deadline,
     ) -> Result<Grant> {
         let call = match ctx.api {
@@ -110,7 +123,7 @@ impl Client {
                         "grant_type": "client_credential",
                         "appid": ctx.appid,
                         "secret": secret,
-                        "force_refresh": false,
+                        "force_refresh": force_refresh,
                     })
                     .to_string(),
                 ),
@@ -191,6 +204,43 @@ impl Client {
         )))
     }
 
+    /// Asks WeChat whether `token` still works (GET /cgi-bin/get_api_domain_ip, the cheap check
+    /// WeChat suggests before spending a forced refresh). One attempt per base URL.
+    pub fn probe(&self, token: &str, deadline: &Deadline) -> Probe {
+        let call = Call {
+            shown: "GET /cgi-bin/get_api_domain_ip",
+            path_and_query: format!(
+                "/cgi-bin/get_api_domain_ip?access_token={}",
+                url_encode(token)
+            ),
+            json_body: None,
+        };
+        let mut last = String::from("the run's time budget (--max-time) was used up");
+        for base in &self.bases {
+            if deadline.exhausted() {
+                break;
+            }
+            match self.request(base, &call, deadline) {
+                Attempt::Answer(obj) => {
+                    let code = obj.get("errcode").map_or(Some(0), Value::as_i64);
+                    let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
+                    return match code {
+                        Some(0) => Probe::Alive,
+                        Some(c @ (40001 | 40014 | 42001)) => Probe::Dead {
+                            errcode: c,
+                            errmsg: errmsg.trim().to_string(),
+                        },
+                        Some(c) => Probe::Unknown(format!("errcode {c} ({})", errmsg.trim())),
+                        None => Probe::Unknown("errcode is not an integer".into()),
+                    };
+                }
+                Attempt::Retry(why) => last = format!("{} on {base}: {why}", call.shown),
+                Attempt::Stop(e) => last = e.message,
+            }
+        }
+        Probe::Unknown(last)
+    }
+
     fn request(&self, base: &str, call: &Call, deadline: &Deadline) -> Attempt {
         let url = format!("{}{}", base.trim_end_matches('/'), call.path_and_query);
         let timeout = Some(self.timeout.min(deadline.remaining()));
@@ -262,7 +312,10 @@ fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt
     let errcode = obj.get("errcode").and_then(Value::as_i64).unwrap_or(0);
     if errcode != 0 {
         let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
-        return classify(errcode, errmsg, ctx);
+        return match classify(errcode, errmsg, ctx) {
+            Attempt::Stop(e) => Attempt::Stop(e.with_errcode(errcode)),
+            other => other,
+        };
     }
     match grant_from(&obj, field) {
         Ok(_) => Attempt::Answer(obj),
@@ -315,10 +368,10 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
     }
     if ctx.purpose == Purpose::Ticket {
         return match code {
-            40001 | 40014 | 42001 => Attempt::Stop(Error {
-                kind: Kind::TokenRejected,
-                message: format!("{what}: the access token was rejected while fetching a ticket"),
-            }),
+            40001 | 40014 | 42001 => Attempt::Stop(Error::new(
+                Kind::TokenRejected,
+                format!("{what}: the access token was rejected while fetching a ticket"),
+            )),
             48001 => config(
                 "this account is not authorized for the ticket API (check its JS-SDK permissions)"
                     .into(),

@@ -639,6 +639,7 @@ fn unwritable_output_exits_73_and_keeps_the_old_file() {
     let mut names: Vec<_> = fs::read_dir(&mnt)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".wxtoken-state.json" && n != "requests")
         .collect();
     names.sort();
     assert_eq!(
@@ -670,22 +671,46 @@ fn a_corrupt_file_is_replaced_only_by_a_good_token() {
 }
 
 #[test]
-fn a_token_of_another_appid_is_not_served() {
+fn a_directory_serves_one_account() {
     let fake = FakeWeChat::start();
     fake.add_account("wxother000000000001", "other-secret");
     let site = Site::new();
     site.refresh(&fake).run().expect(0);
+    let before = fs::read(&site.out).unwrap();
     let s2 = site.dir.path().join("secret2");
     fs::write(&s2, "other-secret").unwrap();
     fs::set_permissions(&s2, fs::Permissions::from_mode(0o600)).unwrap();
+    let other = |c: &mut common::Cmd| {
+        c.args(&[
+            "--appid",
+            "wxother000000000001",
+            "--secret-file",
+            s2.to_str().unwrap(),
+        ]);
+    };
+    // While the first account's token lives, the other account is refused, not served, and
+    // nothing is overwritten.
     let mut c = site.refresh(&fake);
-    c.args(&[
-        "--appid",
-        "wxother000000000001",
-        "--secret-file",
-        s2.to_str().unwrap(),
-    ]);
-    c.run().expect(0).stderr_has("refreshed");
+    other(&mut c);
+    c.run()
+        .expect(78)
+        .stderr_has("is in use by appid wx1234567890abcdef")
+        .stderr_has("give each its own");
+    assert_eq!(fs::read(&site.out).unwrap(), before);
+    assert_eq!(fake.token_calls(), 1);
+    // Once it has expired, the directory can change hands.
+    let mut v = site.read();
+    v["expires_at"] = (v["refreshed_at"].as_u64().unwrap() + 1).into();
+    v["expires_in"] = 1.into();
+    fs::write(&site.out, v.to_string()).unwrap();
+    let state = site.state_dir().join(".wxtoken-state.json");
+    let mut st: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    st["token_expires_at"] = v["expires_at"].clone();
+    fs::write(&state, st.to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut c = site.refresh(&fake);
+    other(&mut c);
+    c.run().expect(0).stderr_has("taking over");
     assert_eq!(site.read()["appid"], "wxother000000000001");
 }
 

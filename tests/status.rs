@@ -1,59 +1,229 @@
-//! `wxtoken status`: an admin's and a monitoring check's view of the files.
+//! `wxtoken status`: a monitoring plugin's view of the files and the last runs.
+//! Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one line with perfdata, or JSON.
 
 mod common;
 mod fake;
 
+use std::fs;
+use std::os::unix::process::CommandExt;
+
 use common::*;
+use serde_json::Value;
+
+fn status(site: &Site, extra: &[&str]) -> Run {
+    let mut c = Cmd::new(&["status", "--out", site.out.to_str().unwrap()]);
+    c.args(extra);
+    c.run()
+}
+
+fn now() -> u64 {
+    wxtoken::vocab::unix_now()
+}
+
+fn set_left(site: &Site, left: u64) {
+    let mut v = site.read();
+    let n = now();
+    v["expires_at"] = (n + left).into();
+    v["refreshed_at"] = (n + left - 7200).into();
+    fs::write(&site.out, serde_json::to_vec(&v).unwrap()).unwrap();
+}
 
 #[test]
-fn status_reports_fresh_due_and_missing() {
+fn ok_warning_critical_from_the_token_file() {
     let fake = FakeWeChat::start();
     let site = Site::new();
-    let out = site.out.to_str().unwrap().to_string();
-    let status = |extra: &[&str]| {
-        let mut c = Cmd::new(&["status", "--out", &out]);
-        c.args(extra);
-        c.run()
-    };
-
-    let r = status(&[]);
-    assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("no valid token file"), "{}", r.stdout);
-
-    site.refresh(&fake)
-        .args(&["--ticket", "jsapi"])
-        .run()
-        .expect(0);
-    let token = site.token();
-    let r = status(&["--ticket", "jsapi"]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(
-        r.stdout.contains(": fresh: token ") && r.stdout.contains(DEFAULT_APPID),
+        r.stdout.starts_with("WXTOKEN CRITICAL - no token file"),
         "{}",
         r.stdout
     );
+
+    site.refresh(&fake).run().expect(0);
+    let token = site.token();
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.starts_with("WXTOKEN OK - 7"), "{}", r.stdout);
+    assert!(r.stdout.contains(" | remaining=7"), "{}", r.stdout);
     assert!(
-        r.stdout.contains(&token[..6]) && !r.stdout.contains(&token),
-        "token not masked: {}",
+        r.stdout.contains("s;180;60 consecutive_failures=0"),
+        "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("jsapi ticket"), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().count(), 1);
+    assert!(
+        !r.stdout.contains(&token[..20]),
+        "the token is never printed"
+    );
 
-    let r = status(&["--margin", "7000"]);
+    set_left(&site, 150);
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("WXTOKEN WARNING - only 1"),
+        "{}",
+        r.stdout
+    );
+    let r = status(&site, &["--warn", "100", "--crit", "50"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let mut v = site.read();
-    v["expires_at"] = serde_json::json!(v["refreshed_at"].as_u64().unwrap() + 200);
-    std::fs::write(&site.out, serde_json::to_vec(&v).unwrap()).unwrap();
-    let r = status(&[]);
-    assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("due for refresh"), "{}", r.stdout);
 
-    let r = status(&["--ticket", "wx_card"]);
-    assert_eq!(r.code, 1);
+    set_left(&site, 30);
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+
+    let mut v = site.read();
+    v["expires_at"] = (now() - 10).into();
+    v["refreshed_at"] = (now() - 7210).into();
+    fs::write(&site.out, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stdout.contains("the token has expired"), "{}", r.stdout);
+
+    fs::write(&site.out, b"{\"access_token\": 1").unwrap();
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("is not a valid wxtoken token file"),
+        "{}",
+        r.stdout
+    );
+
+    // A clock that stepped back since the write: not believed.
+    site.refresh(&fake).run().expect(0);
+    let mut v = site.read();
+    v["refreshed_at"] = (now() + 3 * 3600).into();
+    v["expires_at"] = (now() + 3 * 3600 + 7200).into();
+    fs::write(&site.out, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stdout.contains("cannot be believed"), "{}", r.stdout);
+
+    // Tickets: a missing one is CRITICAL.
+    site.refresh(&fake).run().expect(0);
+    let r = status(&site, &["--ticket", "wx_card"]);
+    assert_eq!(r.code, 2);
     assert!(
         r.stdout.contains("no valid wx_card ticket file"),
         "{}",
         r.stdout
     );
-    assert_eq!(fake.token_calls(), 1, "status never calls WeChat");
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 0);
+}
+
+#[test]
+fn failed_runs_and_dead_tokens_are_named_as_an_admin_acts_on_them() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    fake.set_default(Behaviour::Errcode(
+        40164,
+        "invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in whitelist".into(),
+    ));
+    for _ in 0..3 {
+        site.refresh(&fake).arg("--force").run().expect(78);
+    }
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("last 3 refreshes failed: errcode 40164, IP 203.0.113.9 is not on the"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("consecutive_failures=3"), "{}", r.stdout);
+
+    fake.set_default(Behaviour::Errcode(
+        45009,
+        "reach max api daily quota limit".into(),
+    ));
+    site.refresh(&fake).arg("--force").run().expect(75);
+    let r = status(&site, &["--json"]);
+    assert_eq!(r.code, 1);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["status"], "WARNING");
+    assert!(v["remaining"].as_i64().unwrap() > 7000);
+    assert!(v["last_refresh"].as_u64().unwrap() > 0);
+    assert!(v["last_error"].as_str().unwrap().contains("45009"));
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("daily quota used up"),
+        "{v}"
+    );
+
+    // A success clears the failures.
+    fake.set_default(Behaviour::Normal);
+    site.refresh(&fake).arg("--force").run().expect(0);
+    assert_eq!(status(&site, &[]).code, 0);
+
+    // Another program rotated the token: the probe finds it dead, wxtoken replaces it, status
+    // says so.
+    fake.stable_force_out_of_band(DEFAULT_APPID);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    site.refresh(&fake)
+        .args(&["--probe-every", "1"])
+        .run()
+        .expect(0);
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("rotated by another program"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn unreadable_is_unknown_and_says_who_could_read_it() {
+    if !is_root() {
+        show("SKIPPED: needs root to run status as another user");
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    fs::set_permissions(
+        &site.out,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    // The directories up to the file must be passable for "nobody" to reach the file itself.
+    for d in [site.dir.path(), &site.state_dir()] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let out = Cmd::new(&["status", "--out", site.out.to_str().unwrap()])
+        .command()
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.starts_with("WXTOKEN UNKNOWN - cannot read"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("permission denied"), "{stdout}");
+    assert!(stdout.contains("a member of group root"), "{stdout}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' status --out '{}' --json | head -c0; echo \"${{PIPESTATUS:-}}\"",
+            BIN,
+            site.out.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }

@@ -55,11 +55,13 @@ impl Site {
         self.read()["access_token"].as_str().unwrap().to_string()
     }
 
-    /// Names in the output directory, sorted: proves no temp files are left behind.
+    /// Names in the output directory, sorted, less the run's bookkeeping (`.wxtoken-state.json`,
+    /// `requests/`, which tests of their own look at): proves no temp files are left behind.
     pub fn listing(&self) -> Vec<String> {
         let mut v: Vec<String> = match fs::read_dir(self.state_dir()) {
             Ok(rd) => rd
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != ".wxtoken-state.json" && n != "requests")
                 .collect(),
             Err(_) => vec![],
         };
@@ -149,6 +151,26 @@ impl Cmd {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
             };
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// The command run under another program (e.g. `faketime -f +3h`), with this environment.
+    pub fn command_with_prefix(&self, prefix: &[&str]) -> Command {
+        let inner = self.command();
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]).arg(BIN).args(inner.get_args());
+        cmd.env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if inner.get_envs().all(|(ik, _)| ik != k.as_os_str()) {
+                cmd.env(k, v);
+            }
         }
         cmd.stdin(Stdio::null());
         cmd
