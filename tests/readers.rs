@@ -766,22 +766,35 @@ fn make_requests_dir(dir: &Path) -> PathBuf {
 }
 
 /// `wxtoken_report_stale()` (PHP) and `report_stale()` (Python) create exactly
-/// `requests/<sha256 of the token>` beside the token file, empty; a report already there is fine;
-/// without the directory (or the right to write in it) they say false and create nothing.
+/// `requests/<sha256 of the token>` in the directory `wxtoken refresh` made beside the token file,
+/// empty; a report already there is fine; the next `wxtoken refresh` consumes it and replaces the
+/// (revoked) token. Without the directory (or the right to write in it) they say false and create
+/// nothing.
 #[test]
 fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
     if !require_tool("php") || !require_tool("python3") || !require_tool("sha256sum") {
         return;
     }
     let fake = FakeWeChat::start();
-    let site = Site::new();
-    site.refresh(&fake).run().expect(0);
-    let token = site.token();
-    let dir = site.state_dir();
-    let want = sha256sum(&token);
-
+    let mut last = None;
     for lang in [Lang::Php, Lang::Python] {
-        let req = make_requests_dir(&dir);
+        // A site each: a directory's reports cost at most one probe per 30 s.
+        let site = Site::new();
+        // Legacy: a revoked token is replaced by a plain fetch (stable would spend a
+        // force_refresh, at most one per 30 s).
+        let refresh = || {
+            let mut c = site.refresh(&fake);
+            c.args(&["--api", "legacy"]);
+            c.run()
+        };
+        refresh().expect(0);
+        let dir = site.state_dir();
+        let req = dir.join("requests");
+        let mode = fs::metadata(&req).map(|m| m.permissions().mode() & 0o7777);
+        assert_eq!(mode.ok(), Some(0o1730), "wxtoken refresh makes requests/");
+
+        let token = site.token();
+        let want = sha256sum(&token);
         assert!(lang.report_stale(&token, &site.out, None), "{lang:?}");
         assert_eq!(
             listing(&req),
@@ -795,21 +808,37 @@ fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
             "{lang:?}: again"
         );
         assert_eq!(listing(&req), [want.clone()], "{lang:?}: again");
+        // WeChat really revoked it: the next run takes the report and replaces the token.
+        fake.revoke(&token);
+        refresh().expect(0);
+        assert_ne!(site.token(), token, "{lang:?}: the report was not acted on");
+        assert!(fake.is_valid(&site.token()), "{lang:?}");
+        assert_eq!(
+            listing(&req),
+            Vec::<String>::new(),
+            "{lang:?}: not consumed"
+        );
 
+        // A non-token is not reported.
+        assert!(!lang.report_stale("", &site.out, None), "{lang:?}: empty");
+        assert_eq!(listing(&req), Vec::<String>::new(), "{lang:?}: empty");
         // No request directory (wxtoken too old, or not run yet): false, and nothing created.
-        fs::remove_dir_all(&req).unwrap();
+        fs::remove_dir(&req).unwrap();
         let before = listing(&dir);
         assert!(
             !lang.report_stale(&token, &site.out, None),
             "{lang:?}: no dir"
         );
         assert_eq!(listing(&dir), before, "{lang:?}: created something");
-        // A non-token is not reported.
-        let req = make_requests_dir(&dir);
-        assert!(!lang.report_stale("", &site.out, None), "{lang:?}: empty");
-        assert_eq!(listing(&req), Vec::<String>::new(), "{lang:?}: empty");
-        fs::remove_dir_all(&req).unwrap();
+        refresh().expect(0);
+        assert!(req.is_dir(), "the next run makes requests/ again");
+        fs::remove_dir(&req).unwrap();
+        last = Some(site);
     }
+    let site = last.expect("ran");
+    let dir = site.state_dir();
+    let token = site.token();
+    let want = sha256sum(&token);
 
     if !is_root() {
         show("(reports as another user not checked: needs root for setpriv)");
@@ -862,7 +891,8 @@ fn documented_report_change_reports_and_retries_once() {
     site.refresh(&fake).run().expect(0);
     let old = site.token();
     let dir = site.state_dir();
-    let req = make_requests_dir(&dir);
+    let req = dir.join("requests");
+    assert!(req.is_dir(), "wxtoken refresh makes requests/");
     let original = fs::read_to_string(&site.out).unwrap();
     let newer_token = format!("{old}NEWER");
     let newer = dir.join("newer.json");
