@@ -798,7 +798,7 @@ fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
         assert!(lang.report_stale(&token, &site.out, None), "{lang:?}");
         assert_eq!(
             listing(&req),
-            [want.clone()],
+            [want.as_str()],
             "{lang:?}: the request's name"
         );
         assert_eq!(fs::metadata(req.join(&want)).unwrap().len(), 0, "{lang:?}");
@@ -807,7 +807,7 @@ fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
             lang.report_stale(&token, &site.out, None),
             "{lang:?}: again"
         );
-        assert_eq!(listing(&req), [want.clone()], "{lang:?}: again");
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: again");
         // WeChat really revoked it: the next run takes the report and replaces the token.
         fake.revoke(&token);
         refresh().expect(0);
@@ -867,13 +867,13 @@ fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
             lang.report_stale(&token, &site.out, member),
             "{lang:?}: member again"
         );
-        assert_eq!(listing(&req), [want.clone()], "{lang:?}: member");
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: member");
         let outsider = Some((app, app));
         assert!(
             !lang.report_stale("another-token", &site.out, outsider),
             "{lang:?}: a user outside the group filed a report"
         );
-        assert_eq!(listing(&req), [want.clone()], "{lang:?}: outsider");
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: outsider");
         fs::remove_dir_all(&req).unwrap();
     }
 }
