@@ -33,6 +33,7 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub store: Store,
     pub tickets: Vec<TicketType>,
+    pub metrics: Option<PathBuf>,
 }
 
 impl Config {
@@ -65,6 +66,7 @@ impl Config {
             ca_file: args.ca_file.clone(),
             store,
             tickets,
+            metrics: args.metrics.clone(),
         })
     }
 }

@@ -170,6 +170,9 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
+    if let Some(path) = &cfg.metrics {
+        run.write_metrics(path);
+    }
     result
 }
 
@@ -385,6 +388,31 @@ impl Run<'_> {
         self.dirty = true;
         if let Err(e) = self.save_state() {
             warn!("could not record this run's outcome: {e}");
+        }
+    }
+
+    /// The metrics file, from the state and the files as this run left them. Best effort: a
+    /// metrics file that cannot be written is logged, never a failed refresh.
+    fn write_metrics(&self, path: &std::path::Path) {
+        let cfg = self.cfg;
+        let token = cfg.store.read_state();
+        let tickets: Vec<_> = cfg
+            .tickets
+            .iter()
+            .filter_map(|&ty| {
+                tickets::read(&tickets::path_for(cfg.store.dir(), ty))
+                    .map(|t| (ty.name(), t.expires_at))
+            })
+            .collect();
+        let text = crate::metrics::render(
+            &self.st,
+            &cfg.appid,
+            cfg.api.name(),
+            token.as_ref().filter(|t| t.appid == cfg.appid),
+            &tickets,
+        );
+        if let Err(e) = crate::metrics::write(path, &text) {
+            warn!("could not write the metrics file: {e}");
         }
     }
 

@@ -80,6 +80,8 @@ pub struct RunState {
     /// Upstream token requests made (every attempt counts), for metrics.
     pub token_fetches: u64,
     pub probes: u64,
+    /// Failed runs by "class/errcode" ("temporary/-", "configuration/40164"), for metrics.
+    pub failures: std::collections::BTreeMap<String, u64>,
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
@@ -200,6 +202,12 @@ impl RunState {
     pub fn record_outcome(&mut self, outcome: Outcome) {
         if outcome.result == "failed" {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            let key = format!(
+                "{}/{}",
+                outcome.class,
+                outcome.errcode.map_or("-".to_string(), |c| c.to_string())
+            );
+            *self.failures.entry(key).or_default() += 1;
             self.last_error = Some(outcome.clone());
         } else {
             self.consecutive_failures = 0;
