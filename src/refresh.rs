@@ -162,12 +162,7 @@ impl Run<'_> {
     fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() {
             let c = self.cfg;
-            self.client = Some(Client::new(
-                c.bases.clone(),
-                c.timeout,
-                c.retries,
-                c.ca_file.as_deref(),
-            )?);
+            self.client = Some(Client::new(c));
         }
         Ok(self.client.as_ref().expect("just set"))
     }
@@ -179,7 +174,9 @@ impl Run<'_> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
-        let grant = self.client()?.fetch_token(&ctx, &cfg.secret, &deadline)?;
+        let grant = self
+            .client()?
+            .fetch_token(&ctx, &cfg.secret, false, &deadline)?;
         register_token(&grant.value);
         let now = unix_now();
         let fresh = TokenFile {
