@@ -142,11 +142,8 @@ fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
         },
     };
     let shown = path.display().to_string();
-    let (meta, raw) = read_small_file(&path, MAX_SECRET_LEN).map_err(|why| {
-        Error::config(format!(
-            "the secret file {shown} {why}; it should hold only the secret"
-        ))
-    })?;
+    let (meta, raw) = read_small_file(&path, MAX_SECRET_LEN)
+        .map_err(|why| Error::config(format!("the secret file {shown} {why}")))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o007 != 0 {
         return Err(Error::config(format!(
@@ -382,6 +379,9 @@ pub fn choose_proxy(base: &Base, env: &dyn Fn(&str) -> Option<String>) -> Result
         return Ok(None);
     }
     let proxy = parse_proxy(name, &value)?;
+    if let Some(password) = proxy.password() {
+        crate::logging::register_secret(password);
+    }
     debug!(
         "{}: through the proxy {}:{} (from {name})",
         base.url,

@@ -491,7 +491,19 @@ fn https_proxy_is_used_before_all_proxy_and_http_proxy_never_for_https() {
         .run()
         .expect(0);
     assert_eq!((https.connects(), all.connects()), (1, 1));
-    assert_eq!(fake.token_calls(), 3);
+
+    // Proxy credentials never reach the log, whatever RUST_LOG says.
+    let with_password = https.url().replace("http://", "http://wx:hunter2@");
+    let run = tls_refresh(&fake, &site, &ca)
+        .env("https_proxy", &with_password)
+        .env("RUST_LOG", "trace")
+        .run();
+    run.expect(0);
+    assert_eq!(https.connects(), 2);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    // ...nor in the Basic encoding of "wx:hunter2".
+    assert!(!run.stderr.contains("aHVudGVy"), "{}", run.stderr);
+    assert_eq!(fake.token_calls(), 4);
 }
 
 #[test]
