@@ -416,17 +416,9 @@ impl Run<'_> {
         }
     }
 
-    fn client(&mut self) -> Result<&Client> {
-        if self.client.is_none() {
-            let c = self.cfg;
-            self.client = Some(Client::new(
-                c.bases.clone(),
-                c.timeout,
-                c.retries,
-                c.ca_file.as_deref(),
-            )?);
-        }
-        Ok(self.client.as_ref().expect("just set"))
+    fn client(&mut self) -> &Client {
+        let cfg = self.cfg;
+        self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
     fn save_state(&mut self) -> Result<()> {
@@ -506,10 +498,8 @@ impl Run<'_> {
         }
         register_token(&cur.file.access_token);
         let deadline = self.deadline;
-        let result = match self.client() {
-            Ok(c) => c.probe(&cur.file.access_token, &deadline),
-            Err(e) => Probe::Unknown(e.message),
-        };
+        let ctx = context(self.cfg);
+        let result = self.client().probe(&ctx, &cur.file.access_token, &deadline);
         self.st.record_probe(now);
         self.dirty = true;
         match result {
@@ -706,7 +696,7 @@ impl Run<'_> {
         self.st.token_fetches += 1;
         self.dirty = true;
         let result = self
-            .client()?
+            .client()
             .fetch_token(&ctx, &cfg.secret, force, &deadline);
         if let Err(e) = &result
             && e.kind == Kind::Config
@@ -759,7 +749,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
-        let client = self.client()?;
+        let client = self.client();
         tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }
