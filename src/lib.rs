@@ -12,6 +12,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod refresh;
 pub mod report;
 pub mod state;

@@ -148,11 +148,11 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(args)?;
     let deadline = Deadline::after(cfg.max_time);
     let store = &cfg.store;
-    let _lock = store.lock(&deadline)?;
+    let lock = store.lock(&deadline)?;
     let mut names = store.names();
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
     names.push(state::STATE_NAME.to_string());
-    store.remove_stale_temps(&names);
+    lock.remove_stale_temps(&names);
 
     let dir = store.dir().to_path_buf();
     let requests = state::ensure_requests_dir(&dir, store.gid);
@@ -170,6 +170,9 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
+    if let Some(path) = &cfg.metrics {
+        run.write_metrics(path);
+    }
     result
 }
 
@@ -388,17 +391,34 @@ impl Run<'_> {
         }
     }
 
-    fn client(&mut self) -> Result<&Client> {
-        if self.client.is_none() {
-            let c = self.cfg;
-            self.client = Some(Client::new(
-                c.bases.clone(),
-                c.timeout,
-                c.retries,
-                c.ca_file.as_deref(),
-            )?);
+    /// The metrics file, from the state and the files as this run left them. Best effort: a
+    /// metrics file that cannot be written is logged, never a failed refresh.
+    fn write_metrics(&self, path: &std::path::Path) {
+        let cfg = self.cfg;
+        let token = cfg.store.read_state();
+        let tickets: Vec<_> = cfg
+            .tickets
+            .iter()
+            .filter_map(|&ty| {
+                tickets::read(&tickets::path_for(cfg.store.dir(), ty))
+                    .map(|t| (ty.name(), t.expires_at))
+            })
+            .collect();
+        let text = crate::metrics::render(
+            &self.st,
+            &cfg.appid,
+            cfg.api.name(),
+            token.as_ref().filter(|t| t.appid == cfg.appid),
+            &tickets,
+        );
+        if let Err(e) = crate::metrics::write(path, &text) {
+            warn!("could not write the metrics file: {e}");
         }
-        Ok(self.client.as_ref().expect("just set"))
+    }
+
+    fn client(&mut self) -> &Client {
+        let cfg = self.cfg;
+        self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
     fn save_state(&mut self) -> Result<()> {
@@ -478,10 +498,8 @@ impl Run<'_> {
         }
         register_token(&cur.file.access_token);
         let deadline = self.deadline;
-        let result = match self.client() {
-            Ok(c) => c.probe(&cur.file.access_token, &deadline),
-            Err(e) => Probe::Unknown(e.message),
-        };
+        let ctx = context(self.cfg);
+        let result = self.client().probe(&ctx, &cur.file.access_token, &deadline);
         self.st.record_probe(now);
         self.dirty = true;
         match result {
@@ -560,6 +578,15 @@ impl Run<'_> {
         debug!("refreshing: {why}");
         let cfg = self.cfg;
         let known_dead = current.is_some_and(|c| self.st.dead.as_deref() == Some(&c.digest));
+        // A run that could not write what it fetches must not fetch: with the legacy API the
+        // fetch alone kills the token the file still holds. (The run state is written, and so
+        // proven writable, before the request too.)
+        let extra: Vec<_> = cfg
+            .tickets
+            .iter()
+            .map(|&t| tickets::path_for(cfg.store.dir(), t))
+            .collect();
+        let mut prepared = cfg.store.prepare(&extra)?;
         let mut force = rotate && cfg.api == Api::Stable;
         if force {
             self.reserve_force()?;
@@ -607,7 +634,7 @@ impl Run<'_> {
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
         };
-        cfg.store.publish(&fresh)?;
+        prepared.publish(&fresh)?;
         self.st.retiring = None;
         self.st.dead = None;
         self.st.pending_report = None;
@@ -669,7 +696,7 @@ impl Run<'_> {
         self.st.token_fetches += 1;
         self.dirty = true;
         let result = self
-            .client()?
+            .client()
             .fetch_token(&ctx, &cfg.secret, force, &deadline);
         if let Err(e) = &result
             && e.kind == Kind::Config
@@ -722,7 +749,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
-        let client = self.client()?;
+        let client = self.client();
         tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }

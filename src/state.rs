@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use log::warn;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
+use crate::atomic::{Found, read_capped, write_atomic};
 use crate::error::Result;
 use crate::vocab::secs_until;
 
@@ -23,7 +23,6 @@ pub const FORCE_MIN_GAP: u64 = 30;
 /// developer community; not in the reference docs). Half of it for probes, whatever apps report.
 pub const PROBES_PER_DAY: u64 = 500;
 const DAY: u64 = 86_400;
-const MAX_STATE: u64 = 64 * 1024;
 
 /// A fetch that retires the token it replaces: a legacy (or WeCom) fetch kills it `grace` (300 s)
 /// after `at`, a force_refresh at once. Recorded before the request and cleared once the new token
@@ -81,6 +80,8 @@ pub struct RunState {
     /// Upstream token requests made (every attempt counts), for metrics.
     pub token_fetches: u64,
     pub probes: u64,
+    /// Failed runs by "class/errcode" ("temporary/-", "configuration/40164"), for metrics.
+    pub failures: std::collections::BTreeMap<String, u64>,
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
@@ -95,9 +96,13 @@ impl RunState {
     /// lost state only costs a probe or a forgotten budget entry, never a wrong token).
     pub fn load(dir: &Path) -> RunState {
         let path = Self::path(dir);
-        let bytes = match crate::atomic::read_small(&path, MAX_STATE) {
-            Ok(Some(b)) => b,
-            Ok(None) => return RunState::default(),
+        let bytes = match read_capped(&path) {
+            Ok(Found::Bytes(b)) => b,
+            Ok(Found::Missing) => return RunState::default(),
+            Ok(Found::TooLarge(why)) => {
+                warn!("{why}; starting from a blank run state");
+                return RunState::default();
+            }
             Err(e) => {
                 warn!("{e}; starting from a blank run state");
                 return RunState::default();
@@ -115,8 +120,10 @@ impl RunState {
     /// The state for `status`: None when missing or unreadable, without warnings (status says what
     /// it could not see in its own words).
     pub fn load_quiet(dir: &Path) -> Option<RunState> {
-        let bytes = crate::atomic::read_small(&Self::path(dir), MAX_STATE).ok()??;
-        serde_json::from_slice(&bytes).ok()
+        match read_capped(&Self::path(dir)) {
+            Ok(Found::Bytes(b)) => serde_json::from_slice(&b).ok(),
+            _ => None,
+        }
     }
 
     pub fn save(&self, dir: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
@@ -195,6 +202,12 @@ impl RunState {
     pub fn record_outcome(&mut self, outcome: Outcome) {
         if outcome.result == "failed" {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            let key = format!(
+                "{}/{}",
+                outcome.class,
+                outcome.errcode.map_or("-".to_string(), |c| c.to_string())
+            );
+            *self.failures.entry(key).or_default() += 1;
             self.last_error = Some(outcome.clone());
         } else {
             self.consecutive_failures = 0;

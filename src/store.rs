@@ -5,7 +5,6 @@
 //! fully written, fsynced temp file in the same directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +12,9 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{dir_of, write_atomic};
+use crate::atomic::{
+    Found, Pending, check_regular, dir_of, not_regular, read_capped, write_atomic,
+};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::vocab::{secs_until, validate_token};
@@ -98,9 +99,102 @@ pub struct Store {
     pub gid: Option<u32>,
 }
 
-/// Held for the whole run; dropping it (or the process dying) releases the flock.
+/// The lock file in each output directory. One per directory, not per output: runs that write into
+/// the same directory (several accounts, or the same `--out` set in another order) serialize on it,
+/// and one run's stale-temp cleanup cannot delete another's in-flight temp file.
+pub const LOCK_NAME: &str = ".wxtoken.lock";
+
+/// Held for the whole run: the flock on `.wxtoken.lock` in every output directory. Dropping it (or
+/// the process dying) releases them.
 pub struct Lock {
-    _file: File,
+    /// Canonical directories, sorted, each with its open lock file.
+    held: Vec<(PathBuf, File)>,
+}
+
+impl Lock {
+    /// The directories whose lock this run holds (canonical paths).
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.held.iter().map(|(d, _)| d.as_path())
+    }
+
+    /// Removes temp files (`.NAME.XXXXXX.tmp`, NAME one of `names`) left by a run that was killed
+    /// mid-write. Only in the directories this lock covers, so no live run can be writing them.
+    pub fn remove_stale_temps(&self, names: &[String]) {
+        for dir in self.dirs() {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if !names.iter().any(|n| is_temp_of(name, n)) {
+                    continue;
+                }
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => info!(
+                        "removed {} left by an interrupted run",
+                        entry.path().display()
+                    ),
+                    Err(e) => warn!(
+                        "cannot remove the stale temp file {}: {e}",
+                        entry.path().display()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// `.NAME.XXXXXX.tmp`, exactly as [`crate::atomic::Pending`] names its temp files.
+fn is_temp_of(entry: &str, name: &str) -> bool {
+    entry
+        .strip_prefix('.')
+        .and_then(|r| r.strip_prefix(name))
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| r.strip_suffix(".tmp"))
+        .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Every output's temp file, created under the lock before any upstream call by
+/// [`Store::prepare`]. A run that gets one knows it can write everything it is about to fetch.
+/// Temp files not committed are removed when this is dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    state: PathBuf,
+    outs: Vec<(PathBuf, Format)>,
+    mode: u32,
+    gid: Option<u32>,
+    pending: Vec<Pending>,
+}
+
+impl Prepared {
+    /// Replaces `path` with `content` through its prepared temp file: write, truncate, fsync,
+    /// rename, fsync of the directory. Ok(false) when the file already held exactly this (nothing
+    /// written). A path not prepared, or already committed once in this run, gets a new temp
+    /// file here (as [`write_atomic`] does).
+    pub fn commit(&mut self, path: &Path, content: &[u8]) -> Result<bool> {
+        match self.pending.iter().position(|p| p.path() == path) {
+            Some(i) => self.pending.swap_remove(i).commit(content),
+            None => write_atomic(path, content, self.mode, self.gid),
+        }
+    }
+
+    /// Commits every token output (the .json state first: if a later output fails, the next
+    /// run finds a fresh state and renders the rest). Returns the paths written.
+    pub fn publish(&mut self, t: &TokenFile) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for (path, format) in state_first(&self.state, &self.outs) {
+            if self.commit(&path, &format.render(t))? {
+                written.push(path);
+            }
+        }
+        Ok(written)
+    }
+}
+
+fn state_first(state: &Path, outs: &[(PathBuf, Format)]) -> Vec<(PathBuf, Format)> {
+    let (json, rest): (Vec<_>, Vec<_>) = outs.iter().cloned().partition(|(p, _)| p == state);
+    json.into_iter().chain(rest).collect()
 }
 
 impl Store {
@@ -133,104 +227,60 @@ impl Store {
         })
     }
 
+    /// The state's directory: ticket files (and the run's own state) live there.
     pub fn dir(&self) -> &Path {
         dir_of(&self.state)
     }
 
-    pub fn lock_path(&self) -> PathBuf {
-        let mut name = self
-            .state
-            .file_name()
-            .expect("checked in new")
-            .to_os_string();
-        name.push(".lock");
-        self.state.with_file_name(name)
-    }
-
-    /// Takes the exclusive flock beside the state file, waiting at most until the deadline. The lock
-    /// is on a separate file because the output itself is replaced by rename on every refresh.
-    pub fn lock(&self, deadline: &Deadline) -> Result<Lock> {
+    /// Creates the output directories if needed and returns them canonical, sorted and without
+    /// duplicates: the order every run takes their locks in, so two runs never wait on each
+    /// other crosswise, and one directory spelled two ways is locked once.
+    fn lock_dirs(&self) -> Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
         for (path, _) in &self.outs {
-            ensure_dir(dir_of(path))?;
-            refuse_root_in_foreign_dir(dir_of(path))?;
+            let dir = dir_of(path);
+            ensure_dir(dir)?;
+            refuse_root_in_foreign_dir(dir)?;
+            dirs.push(fs::canonicalize(dir).map_err(|e| {
+                Error::cant_create(format!("cannot use the directory {}: {e}", dir.display()))
+            })?);
         }
-        let path = self.lock_path();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                Error::cant_create(format!(
-                    "cannot open the lock file {}: {e}. Check that {} is writable by this user",
-                    path.display(),
-                    dir_of(&path).display()
-                ))
-            })?;
-        let mut waited = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    if waited {
-                        debug!("got the lock {}", path.display());
-                    }
-                    return Ok(Lock { _file: file });
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    if !waited {
-                        debug!("waiting for another wxtoken run holding {}", path.display());
-                        waited = true;
-                    }
-                    if deadline.exhausted() {
-                        return Err(Error::temp(format!(
-                            "another wxtoken run held {} for the whole time budget (--max-time); \
-                             if none is running, something else holds a flock on it",
-                            path.display()
-                        )));
-                    }
-                    deadline.sleep(Duration::from_millis(20));
-                }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(Error::cant_create(format!(
-                        "cannot lock {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
+        dirs.sort();
+        dirs.dedup();
+        Ok(dirs)
     }
 
-    /// Removes temp files left by a run that was killed mid-write. Called under the lock, so no
-    /// live run can be writing them.
-    pub fn remove_stale_temps(&self, names: &[String]) {
-        let mut dirs: Vec<&Path> = self.outs.iter().map(|(p, _)| dir_of(p)).collect();
-        dirs.dedup();
-        for dir in dirs {
-            let Ok(entries) = fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let ours = names
-                    .iter()
-                    .any(|n| name.starts_with(&format!(".{n}.")) && name.ends_with(".tmp"));
-                if ours {
-                    match fs::remove_file(entry.path()) {
-                        Ok(()) => info!(
-                            "removed {} left by an interrupted run",
-                            entry.path().display()
-                        ),
-                        Err(e) => warn!(
-                            "cannot remove the stale temp file {}: {e}",
-                            entry.path().display()
-                        ),
-                    }
-                }
+    /// Takes the exclusive flock on `.wxtoken.lock` in every output directory, in sorted order,
+    /// waiting at most until the deadline. The lock is a separate file because the outputs are
+    /// replaced by rename on every refresh.
+    pub fn lock(&self, deadline: &Deadline) -> Result<Lock> {
+        let mut held = Vec::new();
+        for dir in self.lock_dirs()? {
+            let file = lock_one(&dir.join(LOCK_NAME), deadline)?;
+            held.push((dir, file));
+        }
+        Ok(Lock { held })
+    }
+
+    /// Under the lock and BEFORE any upstream call: checks that every output and every path in
+    /// `extra` (ticket files, the run's state file; each in an output's directory) is missing or
+    /// a regular file, and creates each one's temp file with its final mode and group and space
+    /// reserved. Err (exit 73) means this run cannot write: it must not call WeChat. Then
+    /// [`Prepared::publish`] / [`Prepared::commit`] write what was fetched.
+    pub fn prepare(&self, extra: &[PathBuf]) -> Result<Prepared> {
+        let mut pending: Vec<Pending> = Vec::new();
+        for path in self.outs.iter().map(|(p, _)| p).chain(extra) {
+            if !pending.iter().any(|p| p.path() == path) {
+                pending.push(Pending::create(path, self.mode, self.gid)?);
             }
         }
+        Ok(Prepared {
+            state: self.state.clone(),
+            outs: self.outs.clone(),
+            mode: self.mode,
+            gid: self.gid,
+            pending,
+        })
     }
 
     /// Names of the files this store writes (temp files are `.NAME.XXXXXX.tmp`).
@@ -241,54 +291,130 @@ impl Store {
             .collect()
     }
 
-    /// The current state, or None when it is missing or not something wxtoken would have written.
+    /// The current state, or None when it is missing or not something wxtoken would have written
+    /// (a special file there is refused later, when the run prepares to write).
     pub fn read_state(&self) -> Option<TokenFile> {
+        // Not warned about twice: the error at prepare time names it.
+        check_regular(&self.state).ok()?;
         read_token_file(&self.state)
     }
 
-    /// Writes every output that does not already hold exactly this state. The .json state goes
-    /// first: if a later output fails, the next run finds a fresh state and renders the rest.
+    /// Writes every output that does not already hold exactly this state, the .json state first.
+    /// For a state just fetched, use [`Store::prepare`] before the fetch instead.
     pub fn publish(&self, t: &TokenFile) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        let (json, rest): (Vec<_>, Vec<_>) = self.outs.iter().partition(|(p, _)| *p == self.state);
-        for (path, format) in json.into_iter().chain(rest) {
-            if write_atomic(path, &format.render(t), self.mode, self.gid)? {
-                written.push(path.clone());
+        for (path, format) in state_first(&self.state, &self.outs) {
+            if write_atomic(&path, &format.render(t), self.mode, self.gid)? {
+                written.push(path);
             }
         }
         Ok(written)
     }
 }
 
+/// Opens and flocks one lock file. O_NOFOLLOW: a link planted there (dangling or not) is refused,
+/// never followed to create or lock its target, as root too. O_NONBLOCK: a FIFO cannot hang the
+/// open; the fstat then refuses it. Read-only with O_CREAT: flock needs no write access, so on a
+/// read-only file system a run still finds a fresh file fresh, and one that must write fails
+/// naming the output it cannot write.
+fn lock_one(path: &Path, deadline: &Deadline) -> Result<File> {
+    check_regular(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match fs::symlink_metadata(path) {
+            Ok(meta) if !meta.is_file() => not_regular(path, &meta),
+            _ => Error::cant_create(format!(
+                "cannot open the lock file {}: {e}. Check that {} is writable by this user",
+                path.display(),
+                dir_of(path).display()
+            )),
+        })?;
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => {}
+        Ok(meta) => return Err(not_regular(path, &meta)),
+        Err(e) => {
+            return Err(Error::cant_create(format!(
+                "cannot stat the lock file {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let mut waited = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                if waited {
+                    debug!("got the lock {}", path.display());
+                }
+                return Ok(file);
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                if !waited {
+                    debug!("waiting for another wxtoken run holding {}", path.display());
+                    waited = true;
+                }
+                if deadline.exhausted() {
+                    return Err(Error::temp(format!(
+                        "another wxtoken run held {} for the whole time budget (--max-time); \
+                         if none is running, something else holds a flock on it",
+                        path.display()
+                    )));
+                }
+                deadline.sleep(Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::cant_create(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
 /// A token file as wxtoken wrote it, or None when it is missing or anything else (with a warning).
 pub fn read_token_file(path: &Path) -> Option<TokenFile> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return None,
-        Err(e) => {
-            warn!("cannot read {}: {e}; fetching a new token", path.display());
-            return None;
+    load_token_file(path).unwrap_or_else(|e| {
+        warn!("{e}");
+        None
+    })
+}
+
+/// Err when the path holds a special file (or cannot be read): a run refuses it when it prepares
+/// to write, so the caller decides whether to say so now.
+fn load_token_file(path: &Path) -> Result<Option<TokenFile>> {
+    let bytes = match read_capped(path)? {
+        Found::Bytes(b) => b,
+        Found::Missing => return Ok(None),
+        // Replaced like a corrupt file: it is a regular file at the configured output path, and
+        // readers cannot use it either.
+        Found::TooLarge(why) => {
+            warn!("{why}; replacing it");
+            return Ok(None);
         }
     };
     match serde_json::from_slice::<TokenFile>(&bytes) {
         // Files written before `expire_time` existed get it filled in on the next render.
-        Ok(t) if validate_token(&t.access_token).is_ok() => Some(TokenFile {
+        Ok(t) if validate_token(&t.access_token).is_ok() => Ok(Some(TokenFile {
             expire_time: t.expires_at,
             ..t
-        }),
+        })),
         Ok(_) => {
             warn!(
                 "{} holds an access_token wxtoken would refuse; replacing it",
                 path.display()
             );
-            None
+            Ok(None)
         }
         Err(e) => {
             warn!(
                 "{} is not a wxtoken token file ({e}); replacing it",
                 path.display()
             );
-            None
+            Ok(None)
         }
     }
 }
@@ -311,9 +437,24 @@ fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The service's state directory: systemd creates it (StateDirectory=) owned by the service user.
+const SERVICE_DIR: &str = "/var/lib/wxtoken";
+
 fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 && dir.starts_with(SERVICE_DIR) {
+        // Created by root, it (and the lock and token in it) would lock the service's user out on
+        // its first run.
+        return Err(Error::config(format!(
+            "refusing to create {} as root: it belongs to the service's user. Run `systemctl start \
+             wxtoken.service` (or wxtoken@NAME.service), which creates it as user wxtoken, or \
+             create it first: install -d -o wxtoken -g wxtoken -m 0750 {}",
+            dir.display(),
+            dir.display()
+        )));
     }
     fs::DirBuilder::new()
         .recursive(true)

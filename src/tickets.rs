@@ -2,13 +2,12 @@
 //! file: a ticket is fetched when it is missing or near its own expiry, not on every token
 //! refresh (ticket quotas are small; WeCom allows 100 an hour per app).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
+use crate::atomic::{Found, Pending, read_capped};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::logging::{mask, register_token};
@@ -74,7 +73,19 @@ pub fn path_for(dir: &Path, ty: TicketType) -> PathBuf {
 }
 
 pub fn read(path: &Path) -> Option<TicketFile> {
-    let bytes = fs::read(path).ok()?;
+    let bytes = match read_capped(path) {
+        Ok(Found::Bytes(b)) => b,
+        Ok(Found::Missing) => return None,
+        Ok(Found::TooLarge(why)) => {
+            warn!("{why}; replacing it");
+            return None;
+        }
+        // A special file: refused (73) when the run prepares to write, before any fetch.
+        Err(e) => {
+            warn!("{e}");
+            return None;
+        }
+    };
     match serde_json::from_slice::<TicketFile>(&bytes) {
         Ok(t) if validate_token(&t.ticket).is_ok() => Some(TicketFile {
             expire_time: t.expires_at,
@@ -166,11 +177,13 @@ pub fn refresh_one(
         purpose: Purpose::Ticket,
         ..*ctx
     };
+    // Before the fetch: a ticket file that cannot be written costs no quota.
+    let pending = Pending::create(&path, store.mode, store.gid)?;
     let grant = client.fetch_grant(&call(ty, ctx.api, token), "ticket", &ctx, deadline)?;
     register_token(&grant.value);
     let now = unix_now();
     let new = merge(current, &grant, ty, ctx.appid, now);
-    write_atomic(&path, &new.render(), store.mode, store.gid)?;
+    pending.commit(&new.render())?;
     let left = secs_until(new.expires_at, now);
     if current.is_some_and(|c| c.ticket == new.ticket) {
         info!(

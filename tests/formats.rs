@@ -35,8 +35,8 @@ fn json_php_and_txt_are_written_together() {
     assert_eq!(
         site.listing(),
         [
+            ".wxtoken.lock",
             "access_token.json",
-            "access_token.json.lock",
             "access_token.php",
             "access_token.txt"
         ]

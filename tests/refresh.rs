@@ -38,10 +38,7 @@ fn stable_happy_path_writes_the_contract() {
 
     let mode = fs::metadata(&site.out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
-    assert_eq!(
-        site.listing(),
-        ["access_token.json", "access_token.json.lock"]
-    );
+    assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
 
     // The request is the documented stable_token POST in normal mode.
     let req = fake
@@ -197,10 +194,7 @@ fn many_simultaneous_runs_make_one_upstream_call() {
         .count();
     assert_eq!(fresh, 31);
     assert!(fake.is_valid(&site.token()));
-    assert_eq!(
-        site.listing(),
-        ["access_token.json", "access_token.json.lock"]
-    );
+    assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
 }
 
 #[test]
@@ -429,10 +423,7 @@ fn config_errors_exit_78_without_retry() {
         );
         assert_eq!(fake.token_calls(), 2, "errcode {code} must not be retried");
         assert_eq!(fs::read(&site.out).unwrap(), before);
-        assert_eq!(
-            site.listing(),
-            ["access_token.json", "access_token.json.lock"]
-        );
+        assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
     }
 }
 
@@ -558,7 +549,7 @@ fn unreachable_hanging_and_dripping_servers_are_bounded() {
             run.elapsed
         );
         assert!(!site.out.exists());
-        assert_eq!(site.listing(), ["access_token.json.lock"]);
+        assert_eq!(site.listing(), [".wxtoken.lock"]);
     }
 }
 
@@ -567,7 +558,7 @@ fn lock_wait_is_bounded_by_max_time() {
     let fake = FakeWeChat::start();
     let site = Site::new();
     fs::create_dir_all(site.state_dir()).unwrap();
-    let lock = fs::File::create(site.state_dir().join("access_token.json.lock")).unwrap();
+    let lock = fs::File::create(site.state_dir().join(".wxtoken.lock")).unwrap();
     lock.lock().unwrap();
     let run = site.refresh(&fake).args(&["--max-time", "2"]).run();
     run.expect(75).stderr_has("held");
@@ -575,6 +566,8 @@ fn lock_wait_is_bounded_by_max_time() {
     assert_eq!(fake.token_calls(), 0);
 }
 
+/// No fetch when the output cannot be written (a full disk and a directory without write
+/// permission are in tests/files.rs).
 #[test]
 fn unwritable_output_exits_73_and_keeps_the_old_file() {
     let fake = FakeWeChat::start();
@@ -586,8 +579,9 @@ fn unwritable_output_exits_73_and_keeps_the_old_file() {
     let mut c = site.refresh(&fake);
     c.args(&["--out", blocker.join("t.json").to_str().unwrap()]);
     c.run().expect(73).stderr_has("not-a-dir");
+    assert_eq!(fake.token_calls(), 0);
 
-    // Read-only filesystem: the good file stays as it was.
+    // Read-only filesystem: the good file stays as it was, and nothing is fetched for it.
     let mnt = site.dir.path().join("ro");
     let Some(fs_ro) = Tmpfs::mount(&mnt, "1m") else {
         return;
@@ -604,48 +598,18 @@ fn unwritable_output_exits_73_and_keeps_the_old_file() {
         .refresh(&fake)
         .args(&["--out", out_s, "--api", "legacy", "--force"])
         .run();
-    run.expect(73).stderr_has(out_s);
+    run.expect(73)
+        .stderr_has(&format!("cannot write {out_s}"))
+        .stderr_has("Read-only file system");
     assert_eq!(fs::read(&out).unwrap(), before);
-    drop(fs_ro);
+    assert_eq!(fake.token_calls(), 1, "fetched a token it could not write");
 
-    // Disk full: a tmpfs with no room left for the new file.
-    let mnt = site.dir.path().join("full");
-    let Some(_full) = Tmpfs::mount(&mnt, "64k") else {
-        return;
-    };
-    let out = mnt.join("access_token.json");
-    let out_s = out.to_str().unwrap();
+    // Nothing to write, nothing to fail: the lock needs no write access.
     site.refresh(&fake)
         .args(&["--out", out_s, "--api", "legacy"])
         .run()
-        .expect(0);
-    let before = fs::read(&out).unwrap();
-    let filler = mnt.join("filler");
-    let _ = std::process::Command::new("dd")
-        .args([
-            "if=/dev/zero",
-            &format!("of={}", filler.display()),
-            "bs=4k",
-            "count=64",
-        ])
-        .stderr(std::process::Stdio::null())
-        .status();
-    let run = site
-        .refresh(&fake)
-        .args(&["--out", out_s, "--api", "legacy", "--force"])
-        .run();
-    run.expect(73);
-    assert_eq!(fs::read(&out).unwrap(), before);
-    let mut names: Vec<_> = fs::read_dir(&mnt)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != ".wxtoken-state.json" && n != "requests")
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["access_token.json", "access_token.json.lock", "filler"]
-    );
+        .expect(0)
+        .stderr_has("still fresh");
 }
 
 #[test]
@@ -802,13 +766,16 @@ fn stale_temp_files_of_a_killed_run_are_removed() {
     fs::write(&stale, "{\"access_token\":").unwrap();
     let unrelated = site.state_dir().join(".other.tmp");
     fs::write(&unrelated, "keep").unwrap();
+    // Named like ours but not ours (not .NAME.XXXXXX.tmp): an admin's copy stays.
+    let lookalike = site.state_dir().join(".access_token.json.old-copy.tmp");
+    fs::write(&lookalike, "keep").unwrap();
     site.refresh(&fake)
         .run()
         .expect(0)
         .stderr_has("interrupted run");
     assert!(!stale.exists());
     assert!(
-        unrelated.exists(),
+        unrelated.exists() && lookalike.exists(),
         "only wxtoken's own temp files may be removed"
     );
 }
@@ -890,10 +857,7 @@ fn kill_9_never_leaves_a_partial_file() {
         .args(&["--api", "legacy", "--force"])
         .run()
         .expect(0);
-    assert_eq!(
-        site.listing(),
-        ["access_token.json", "access_token.json.lock"]
-    );
+    assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
     assert!(fake.is_valid(&site.token()));
 }
 
@@ -949,4 +913,29 @@ fn root_does_not_write_into_another_users_directory() {
         "nothing may be created: {:?}",
         site.listing()
     );
+}
+
+/// Before the service ever ran, root running `wxtoken refresh` by hand must not create the
+/// service's directory (root-owned, it would lock the service's user out).
+#[test]
+fn root_does_not_create_the_service_directory() {
+    if !is_root() {
+        show("SKIPPED: needs root");
+        return;
+    }
+    let dir = std::path::Path::new("/var/lib/wxtoken");
+    if dir.exists() {
+        show("SKIPPED: /var/lib/wxtoken exists on this machine");
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake)
+        .args(&["--out", "/var/lib/wxtoken/access_token.json"])
+        .run()
+        .expect(78)
+        .stderr_has("refusing to create /var/lib/wxtoken as root")
+        .stderr_has("install -d -o wxtoken -g wxtoken -m 0750");
+    assert!(!dir.exists());
+    assert_eq!(fake.token_calls(), 0);
 }

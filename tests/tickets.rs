@@ -69,11 +69,7 @@ fn jsapi_ticket_is_written_beside_the_token_and_lives_on_its_own_clock() {
     assert_eq!(read_json(&path)["ticket"], ticket);
     assert_eq!(
         site.listing(),
-        [
-            "access_token.json",
-            "access_token.json.lock",
-            "jsapi_ticket.json"
-        ]
+        [".wxtoken.lock", "access_token.json", "jsapi_ticket.json"]
     );
 }
 
@@ -168,7 +164,7 @@ fn no_ticket_is_fetched_without_a_valid_token() {
         .run()
         .expect(78);
     assert_eq!(fake.ticket_calls(), 0);
-    assert_eq!(site.listing(), ["access_token.json.lock"]);
+    assert_eq!(site.listing(), [".wxtoken.lock"]);
 }
 
 #[test]

@@ -299,3 +299,100 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// A run measured by wait4(2): its own peak memory, not the whole test process's.
+#[derive(Debug)]
+pub struct Bounded {
+    pub run: Run,
+    /// Peak resident set of the wxtoken process, KiB.
+    pub max_rss_kib: i64,
+    /// Still running at the time limit, so it was killed (SIGKILL).
+    pub killed: bool,
+}
+
+impl Cmd {
+    /// Runs with a ceiling on address space and on wall time, so a run that reads without end
+    /// or blocks forever (the bugs some tests look for) fails the test instead of taking the
+    /// machine's memory or hanging it.
+    pub fn run_bounded(&mut self, kill_after: Duration) -> Bounded {
+        run_bounded(self.command(), kill_after)
+    }
+
+    /// The command with user and group `id` (supplementary groups dropped, as std does for root).
+    pub fn command_as(&self, id: u32) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.command();
+        cmd.uid(id).gid(id);
+        cmd
+    }
+}
+
+/// Address space allowed to a measured run: far more than wxtoken uses, far less than the machine.
+pub const ADDRESS_SPACE_LIMIT: u64 = 1 << 30;
+
+// wait4 reaps the child (std's wait would not report its rusage).
+#[allow(clippy::zombie_processes)]
+pub fn run_bounded(mut cmd: Command, kill_after: Duration) -> Bounded {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: ADDRESS_SPACE_LIMIT,
+                rlim_max: ADDRESS_SPACE_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wxtoken");
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: our own child, valid pointers. Reaped here, so `child` is never waited on.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        if start.elapsed() > kill_after && !killed {
+            // SAFETY: the child is not reaped yet, so the pid is still ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = start.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Bounded {
+        run: Run {
+            code,
+            stderr: reader.join().unwrap(),
+            stdout: String::new(),
+            elapsed,
+        },
+        max_rss_kib: usage.ru_maxrss,
+        killed,
+    }
+}
