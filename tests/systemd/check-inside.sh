@@ -261,4 +261,24 @@ expect "51 stale reports: wxtoken.path still waits" "active waiting" "$(prop wxt
 runuser -u www-data -- ls /var/lib/wxtoken/requests >/dev/null 2>&1 && fail "www-data cannot list requests/" "it can" \
     || ok "www-data cannot list /var/lib/wxtoken/requests"
 
+# A request no run can remove (a directory with a file of root's inside) would make the path unit
+# start the service forever: the trigger limit stops it, and a restart of the path unit recovers.
+shop_starts() { journalctl -u wxtoken@shop.service --no-pager -o cat | grep -c '^Starting '; }
+starts0=$(shop_starts)
+mkdir -p /var/lib/wxtoken/shop/requests/stuck && : >/var/lib/wxtoken/shop/requests/stuck/x
+for _ in $(seq 100); do [ "$(prop wxtoken@shop.path Result)" = trigger-limit-hit ] && break; sleep 0.1; done
+expect "an unremovable request: wxtoken@shop.path gives up" "failed trigger-limit-hit" \
+    "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path Result)"
+for _ in $(seq 100); do [ "$(prop wxtoken@shop.service ActiveState)" = inactive ] && break; sleep 0.1; done
+sleep 0.5  # journald may lag a little
+starts=$(( $(shop_starts) - starts0 ))
+[ "$starts" -ge 2 ] && [ "$starts" -le 20 ] && ok "an unremovable request: $starts starts before the trigger limit (<= 20)" \
+    || fail "an unremovable request: starts bounded by the trigger limit" "$starts starts"
+systemctl --failed --no-legend | grep -q 'wxtoken@shop.path' && ok "systemctl --failed lists wxtoken@shop.path" \
+    || fail "systemctl --failed lists wxtoken@shop.path" "$(systemctl --failed --no-legend)"
+rm -rf /var/lib/wxtoken/shop/requests/stuck
+systemctl restart wxtoken@shop.path
+expect "after the fix, systemctl restart wxtoken@shop.path: waiting again" "active waiting" \
+    "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path SubState)"
+
 echo DONE >>"$R"
