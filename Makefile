@@ -28,7 +28,7 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 BIN ?= $(CARGO_TARGET_DIR)/release/wxtoken
 
-UNITS := wxtoken.service wxtoken.timer wxtoken@.service wxtoken@.timer
+UNITS := wxtoken.service wxtoken.timer wxtoken.path wxtoken@.service wxtoken@.timer wxtoken@.path
 MANPAGES := $(wildcard man/*.1)
 DOCS := $(wildcard README.md)
 
@@ -67,13 +67,14 @@ ifeq ($(DESTDIR),)
 	-command -v systemd-sysusers >/dev/null && systemd-sysusers "$(SYSUSERSDIR)/wxtoken.conf"
 	-test -d /run/systemd/system && systemctl daemon-reload
 	@echo "Next: put WXTOKEN_APPID in $(CONFDIR)/wxtoken.conf, the secret in $(CONFDIR)/secret (0600),"
-	@echo "      then: systemctl enable --now wxtoken.timer"
+	@echo "      then: systemctl enable --now wxtoken.timer wxtoken.path"
 endif
 
 uninstall:
 ifeq ($(DESTDIR),)
-	-test -d /run/systemd/system && systemctl disable --now wxtoken.timer 2>/dev/null
-	-test -d /run/systemd/system && for t in /etc/systemd/system/timers.target.wants/wxtoken@*.timer; do \
+	-test -d /run/systemd/system && systemctl disable --now wxtoken.timer wxtoken.path 2>/dev/null
+	-test -d /run/systemd/system && for t in /etc/systemd/system/timers.target.wants/wxtoken@*.timer \
+		/etc/systemd/system/paths.target.wants/wxtoken@*.path; do \
 		test -e "$$t" || test -L "$$t" || continue; systemctl disable --now "$${t##*/}"; done
 endif
 	rm -f "$(DESTDIR)$(BINDIR)/wxtoken"

@@ -1,26 +1,39 @@
 //! A fake WeChat / WeCom API on loopback, for demos and manual testing of wxtoken.
 //!
 //! cargo run --example fake-wechat -- [--listen 127.0.0.1:8808] [--account APPID:SECRET]...
-//!     [--tls --ca-out PATH] [--exit-after SECS] [--quiet]
+//!     [--tls --ca-out PATH] [--control ADDR:PORT] [--exit-after SECS] [--quiet]
 //!
-//! Prints exactly one line to stdout, `fake WeChat API listening on http://127.0.0.1:8808`
-//! (https with --tls), then serves until killed or until --exit-after seconds (default 3600)
-//! have passed. Unlike in the tests, the fake's clock follows real time. One line per request
-//! goes to stderr unless --quiet.
+//! Prints one line to stdout, `fake WeChat API listening on http://127.0.0.1:8808` (https with
+//! --tls), and with --control a second one, `fake WeChat control on http://127.0.0.1:PORT`, then
+//! serves until killed or until --exit-after seconds (default 3600) have passed. Unlike in the
+//! tests, the fake's clock follows real time. One line per request goes to stderr unless --quiet.
+//!
+//! The control endpoint (plain HTTP, loopback only) lets a script outside the process play WeChat's
+//! part in a scenario, as the tests do through `FakeWeChat`'s methods; values are taken verbatim:
+//!
+//!   GET /revoke?appid=APPID   WeChat revokes the token it issued last for APPID (APIs answer
+//!                             40001 for it, stable normal mode still hands it out); 200 and the
+//!                             token, 404 when none was issued
+//!   GET /valid?token=TOKEN    200 `valid` or `invalid` (unknown, expired, superseded, revoked)
+//!   GET /calls?path=PATH      200 and how many requests for PATH (e.g. /cgi-bin/get_api_domain_ip)
+//!                             the API received; /calls?force_refresh=1: stable force_refresh calls
 
 #[path = "../tests/fake/mod.rs"]
 mod fake;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const USAGE: &str = "usage: fake-wechat [--listen ADDR:PORT] [--account APPID:SECRET]... \
-[--tls [--ca-out PATH]] [--exit-after SECS] [--quiet]
+[--tls [--ca-out PATH]] [--control ADDR:PORT] [--exit-after SECS] [--quiet]
   --listen      loopback address to bind (default 127.0.0.1:8808; non-loopback is refused)
   --account     account to accept, repeatable (default wx1234567890abcdef:demo-secret-not-a-real-one)
   --tls         serve HTTPS with a fresh self-signed certificate (SANs localhost, 127.0.0.1, ::1)
   --ca-out      with --tls: write that certificate (PEM) here, for wxtoken's CA-file option
+  --control     also serve the control endpoint (revoke, valid, calls) on this loopback address
   --exit-after  exit after this many seconds (default 3600)
   --quiet       do not log requests to stderr";
 
@@ -29,6 +42,7 @@ struct Args {
     accounts: Vec<(String, String)>,
     tls: bool,
     ca_out: Option<String>,
+    control: Option<String>,
     exit_after: u64,
     quiet: bool,
 }
@@ -39,6 +53,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         accounts: Vec::new(),
         tls: false,
         ca_out: None,
+        control: None,
         exit_after: 3600,
         quiet: false,
     };
@@ -67,6 +82,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             }
             "--tls" if inline.is_none() => args.tls = true,
             "--ca-out" => args.ca_out = Some(value("a path")?),
+            "--control" => args.control = Some(value("an address")?),
             "--exit-after" => {
                 let v = value("a number of seconds")?;
                 args.exit_after = v
@@ -91,6 +107,67 @@ fn write_atomically(path: &str, contents: &str) -> std::io::Result<()> {
     })
 }
 
+/// Binds the control endpoint; like the API, only on loopback addresses.
+fn bind_control(addr: &str) -> std::io::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} is not a loopback address"),
+        ));
+    }
+    TcpListener::bind(&addrs[..])
+}
+
+fn serve_control(listener: TcpListener, server: Arc<fake::FakeWeChat>) {
+    for conn in listener.incoming().flatten() {
+        let _ = answer_control(conn, &server);
+    }
+}
+
+fn answer_control(mut conn: TcpStream, server: &fake::FakeWeChat) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match conn.read(&mut buf)? {
+            0 => break,
+            n => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+    };
+    let (status, body) = match path {
+        "/revoke" => match server.current_token(param("appid")) {
+            Some(token) => {
+                server.revoke(&token);
+                ("200 OK", token)
+            }
+            None => ("404 Not Found", "no token issued for this appid".into()),
+        },
+        "/valid" if server.is_valid(param("token")) => ("200 OK", "valid".into()),
+        "/valid" => ("200 OK", "invalid".into()),
+        "/calls" if param("force_refresh") == "1" => {
+            ("200 OK", server.force_refresh_calls().to_string())
+        }
+        "/calls" => ("200 OK", server.calls(param("path")).to_string()),
+        _ => ("404 Not Found", "unknown control request".into()),
+    };
+    write!(
+        conn,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    )
+}
+
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(a)) => a,
@@ -104,8 +181,15 @@ fn main() -> ExitCode {
         }
     };
 
+    let control = match args.control.as_deref().map(bind_control).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fake-wechat: cannot serve the control endpoint: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let server = match fake::FakeWeChat::start_on(&args.listen, args.tls) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("fake-wechat: cannot listen on {}: {e}", args.listen);
             return ExitCode::from(1);
@@ -129,8 +213,21 @@ fn main() -> ExitCode {
         eprintln!("fake-wechat: note: --tls without --ca-out; clients will not trust the cert");
     }
 
+    let mut announce = format!("fake WeChat API listening on {}\n", server.base_url());
+    if let Some(listener) = control {
+        match listener.local_addr() {
+            Ok(a) => announce.push_str(&format!("fake WeChat control on http://{a}\n")),
+            Err(e) => {
+                eprintln!("fake-wechat: control endpoint: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || serve_control(listener, server));
+    }
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "fake WeChat API listening on {}", server.base_url())
+    if out
+        .write_all(announce.as_bytes())
         .and_then(|_| out.flush())
         .is_err()
     {

@@ -165,6 +165,11 @@ pub struct RefreshArgs {
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
+    /// Also write Prometheus metrics (text format, atomically) to this file after every run, e.g.
+    /// /var/lib/prometheus/node-exporter/wxtoken.prom for node_exporter's textfile collector.
+    #[arg(long, env = "WXTOKEN_METRICS", value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
+
     /// Extra trusted CA certificates (PEM), e.g. a TLS-inspecting proxy's; added to the system's.
     #[arg(long, env = "WXTOKEN_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hooks;
 pub mod hookspec;
 pub mod logging;
+pub mod metrics;
 pub mod refresh;
 pub mod report;
 pub mod state;

@@ -171,6 +171,9 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
+    if let Some(path) = &cfg.metrics {
+        run.write_metrics(path);
+    }
     result
 }
 
@@ -393,17 +396,34 @@ impl Run<'_> {
         }
     }
 
-    fn client(&mut self) -> Result<&Client> {
-        if self.client.is_none() {
-            let c = self.cfg;
-            self.client = Some(Client::new(
-                c.bases.clone(),
-                c.timeout,
-                c.retries,
-                c.ca_file.as_deref(),
-            )?);
+    /// The metrics file, from the state and the files as this run left them. Best effort: a
+    /// metrics file that cannot be written is logged, never a failed refresh.
+    fn write_metrics(&self, path: &std::path::Path) {
+        let cfg = self.cfg;
+        let token = cfg.store.read_state();
+        let tickets: Vec<_> = cfg
+            .tickets
+            .iter()
+            .filter_map(|&ty| {
+                tickets::read(&tickets::path_for(cfg.store.dir(), ty))
+                    .map(|t| (ty.name(), t.expires_at))
+            })
+            .collect();
+        let text = crate::metrics::render(
+            &self.st,
+            &cfg.appid,
+            cfg.api.name(),
+            token.as_ref().filter(|t| t.appid == cfg.appid),
+            &tickets,
+        );
+        if let Err(e) = crate::metrics::write(path, &text) {
+            warn!("could not write the metrics file: {e}");
         }
-        Ok(self.client.as_ref().expect("just set"))
+    }
+
+    fn client(&mut self) -> &Client {
+        let cfg = self.cfg;
+        self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
     fn save_state(&mut self) -> Result<()> {
@@ -483,10 +503,8 @@ impl Run<'_> {
         }
         register_token(&cur.file.access_token);
         let deadline = self.deadline;
-        let result = match self.client() {
-            Ok(c) => c.probe(&cur.file.access_token, &deadline),
-            Err(e) => Probe::Unknown(e.message),
-        };
+        let ctx = context(self.cfg);
+        let result = self.client().probe(&ctx, &cur.file.access_token, &deadline);
         self.st.record_probe(now);
         self.dirty = true;
         match result {
@@ -683,7 +701,7 @@ impl Run<'_> {
         self.st.token_fetches += 1;
         self.dirty = true;
         let result = self
-            .client()?
+            .client()
             .fetch_token(&ctx, &cfg.secret, force, &deadline);
         if let Err(e) = &result
             && e.kind == Kind::Config
@@ -736,7 +754,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);
-        let client = self.client()?;
+        let client = self.client();
         tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }

@@ -81,6 +81,8 @@ pub struct RunState {
     /// Upstream token requests made (every attempt counts), for metrics.
     pub token_fetches: u64,
     pub probes: u64,
+    /// Failed runs by "class/errcode" ("temporary/-", "configuration/40164"), for metrics.
+    pub failures: std::collections::BTreeMap<String, u64>,
     /// Unix milliseconds when this state last published a fetched token: a run that started
     /// before that (and waited for the lock) takes that token instead of fetching again.
     pub refreshed_ms: u64,
@@ -219,6 +221,12 @@ impl RunState {
     pub fn record_outcome(&mut self, outcome: Outcome) {
         if outcome.result == "failed" {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            let key = format!(
+                "{}/{}",
+                outcome.class,
+                outcome.errcode.map_or("-".to_string(), |c| c.to_string())
+            );
+            *self.failures.entry(key).or_default() += 1;
             self.last_error = Some(outcome.clone());
         } else {
             self.consecutive_failures = 0;
@@ -240,10 +248,10 @@ pub const REQUESTS_DIR: &str = "requests";
 /// other users'. None (with a warning) when it cannot be had: reports are then ignored, the
 /// token is still served.
 pub fn ensure_requests_dir(dir: &Path, gid: Option<u32>) -> Option<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
     let path = dir.join(REQUESTS_DIR);
     match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_dir() => return Some(path),
+        Ok(m) if m.is_dir() => {}
         Ok(_) => {
             warn!(
                 "{} is not a directory: app reports are ignored until it is removed",
@@ -251,28 +259,44 @@ pub fn ensure_requests_dir(dir: &Path, gid: Option<u32>) -> Option<PathBuf> {
             );
             return None;
         }
-        Err(_) => {}
-    }
-    let made = fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .and_then(|()| {
-            if let Some(g) = gid {
-                std::os::unix::fs::chown(&path, None, Some(g))?;
+        Err(_) => {
+            if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&path) {
+                warn!(
+                    "cannot create the request directory {}: {e}; app reports are ignored",
+                    path.display()
+                );
+                return None;
             }
-            // After the chown: chown clears set-id bits, and the mode must not depend on umask.
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o1730))
-        });
-    match made {
-        Ok(()) => Some(path),
-        Err(e) => {
-            warn!(
-                "cannot create the request directory {}: {e}; app reports are ignored",
-                path.display()
-            );
-            None
         }
     }
+    // Group and mode on an open descriptor (fchown, fchmod: what the units' system-call filter
+    // allows), also for a directory an earlier run made under another group (WXTOKEN_GROUP set or
+    // changed since): the readers' group must be able to add requests.
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let want_gid = gid.unwrap_or_else(|| unsafe { libc::getegid() });
+    let fixed = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .and_then(|d| {
+            let m = d.metadata()?;
+            if m.gid() != want_gid {
+                std::os::unix::fs::fchown(&d, None, Some(want_gid))?;
+            }
+            // After the chown: chown clears set-id bits, and the mode must not depend on umask.
+            if m.mode() & 0o7777 != 0o1730 || m.gid() != want_gid {
+                d.set_permissions(fs::Permissions::from_mode(0o1730))?;
+            }
+            Ok(())
+        });
+    if let Err(e) = fixed {
+        warn!(
+            "cannot give the request directory {} group {want_gid} and mode 1730: {e}; the readers' \
+             group may be unable to report a rejected token",
+            path.display()
+        );
+    }
+    Some(path)
 }
 
 /// Lists and removes the requests apps left in `dir` (names: hex SHA-256 of a rejected token).

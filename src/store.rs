@@ -473,9 +473,24 @@ fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The service's state directory: systemd creates it (StateDirectory=) owned by the service user.
+const SERVICE_DIR: &str = "/var/lib/wxtoken";
+
 fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 && dir.starts_with(SERVICE_DIR) {
+        // Created by root, it (and the lock and token in it) would lock the service's user out on
+        // its first run.
+        return Err(Error::config(format!(
+            "refusing to create {} as root: it belongs to the service's user. Run `systemctl start \
+             wxtoken.service` (or wxtoken@NAME.service), which creates it as user wxtoken, or \
+             create it first: install -d -o wxtoken -g wxtoken -m 0750 {}",
+            dir.display(),
+            dir.display()
+        )));
     }
     fs::DirBuilder::new()
         .recursive(true)

@@ -5,8 +5,7 @@
 //! parsed as JSON whatever the Content-Type and the decision is made on `errcode`, never on
 //! `errmsg` (it carries a variable `rid:` suffix).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -14,8 +13,10 @@ use serde_json::{Map, Value};
 use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
+use crate::config::{Base, Config};
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
+use crate::logging::register_token;
 use crate::vocab::{Api, MAX_EXPIRES_IN, url_encode, validate_token};
 
 /// WeChat bodies are 100-200 bytes; anything this large is not a token answer.
@@ -26,6 +27,19 @@ pub const MAX_BODY: u64 = 64 * 1024;
 pub struct Grant {
     pub value: String,
     pub expires_in: u64,
+    /// The base URL that answered (for monitoring: a fallback in use says the first is down).
+    pub base: String,
+}
+
+/// What `get_api_domain_ip` says about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// WeChat accepted it.
+    Alive,
+    /// WeChat rejected it: 40001 (invalid or not the latest), 40014 (invalid), 42001 (expired).
+    Dead { errcode: i64, errmsg: String },
+    /// No verdict: network, HTTP errors, another errcode (-1 busy, 45009 quota...).
+    Unknown(String),
 }
 
 /// One API call, described without its base URL. `shown` is what logs and errors may print: the
@@ -52,61 +66,61 @@ pub struct Context<'a> {
     pub purpose: Purpose,
 }
 
-/// What a probe learnt about a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    Alive,
-    Dead {
-        errcode: i64,
-        errmsg: String,
-    },
-    /// No verdict: network trouble, quota, an unexpected answer.
-    Unknown(String),
-}
-
 enum Attempt {
     Answer(Map<String, Value>),
     /// Transient: the next base URL or round may succeed.
     Retry(String),
+    /// Transient, and the server asked (Retry-After on 429/503) to wait this many seconds.
+    Wait(String, u64),
     /// Final: retrying cannot help within this run.
     Stop(Error),
 }
 
 pub struct Client {
-    agent: Agent,
-    bases: Vec<String>,
+    /// Built at the first request: loading the system's trust store is most of the cost of a
+    /// run that finds the file fresh, and such a run makes no request.
+    agent: OnceLock<Agent>,
+    bases: Vec<Base>,
     timeout: Duration,
     retries: u32,
+    ca_certs: Vec<Certificate<'static>>,
 }
 
 impl Client {
-    pub fn new(
-        bases: Vec<String>,
-        timeout: Duration,
-        retries: u32,
-        ca_file: Option<&Path>,
-    ) -> Result<Client> {
-        let config = Agent::config_builder()
-            // Errors are classified from status and body here, not by the client.
-            .http_status_as_error(false)
-            // A redirect is not WeChat: never follow one (it could lead the secret elsewhere).
-            .max_redirects(0)
-            .user_agent(concat!("wxtoken/", env!("CARGO_PKG_VERSION")))
-            .tls_config(
-                TlsConfig::builder()
-                    .root_certs(root_certs(ca_file)?)
-                    .build(),
-            )
-            .build();
-        Ok(Client {
-            agent: config.into(),
-            bases,
-            timeout,
-            retries,
+    /// Cheap: everything it needs was read and checked by [`Config`].
+    pub fn new(cfg: &Config) -> Client {
+        Client {
+            agent: OnceLock::new(),
+            bases: cfg.bases.clone(),
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+            ca_certs: cfg.ca_certs.clone(),
+        }
+    }
+
+    fn agent(&self) -> &Agent {
+        self.agent.get_or_init(|| {
+            Agent::config_builder()
+                // Errors are classified from status and body here, not by the client.
+                .http_status_as_error(false)
+                // A redirect is not WeChat: never follow one (it could lead the secret elsewhere).
+                .max_redirects(0)
+                .user_agent(concat!("wxtoken/", env!("CARGO_PKG_VERSION")))
+                // ureq would pick a proxy from the environment in its own order (ALL_PROXY first,
+                // HTTP_PROXY for https); each base carries curl's choice instead (config.rs).
+                .proxy(None)
+                .tls_config(
+                    TlsConfig::builder()
+                        .root_certs(root_certs(&self.ca_certs))
+                        .build(),
+                )
+                .build()
+                .into()
         })
     }
 
-    /// Fetches an access token with the configured API.
+    /// Fetches an access token with the configured API. `force_refresh` asks the stable API for a
+    /// new token (the current one dies at once; 20 a day); legacy and WeCom always issue one.
     pub fn fetch_token(
         &self,
         ctx: &Context<'_>,
@@ -150,6 +164,43 @@ impl Client {
         self.fetch_grant(&call, "access_token", ctx, deadline)
     }
 
+    /// Asks WeChat whether `token` still works (`GET /cgi-bin/get_api_domain_ip`, which needs
+    /// nothing but a valid token). One attempt per base URL, the next only when one gave no
+    /// answer at all; never beyond the deadline.
+    pub fn probe(&self, ctx: &Context<'_>, token: &str, deadline: &Deadline) -> Probe {
+        register_token(token);
+        let call = Call {
+            shown: "GET /cgi-bin/get_api_domain_ip",
+            path_and_query: format!(
+                "/cgi-bin/get_api_domain_ip?access_token={}",
+                url_encode(token)
+            ),
+            json_body: None,
+        };
+        let mut last =
+            String::from("no attempt was made: the run's time budget (--max-time) was used up");
+        for base in &self.bases {
+            if deadline.exhausted() {
+                break;
+            }
+            let shown = format!("{} on {}", call.shown, base.url);
+            let why = match self.request(base, &call, deadline) {
+                Attempt::Answer(obj) => match verdict(&obj, ctx.appid) {
+                    Ok(probe) => {
+                        debug!("{shown}: {probe:?}");
+                        return probe;
+                    }
+                    Err(why) => why,
+                },
+                Attempt::Retry(why) | Attempt::Wait(why, _) => why,
+                Attempt::Stop(e) => e.message,
+            };
+            warn!("{shown}: {why}");
+            last = format!("{shown}: {why}");
+        }
+        Probe::Unknown(last)
+    }
+
     /// Calls until an answer carries a valid `field` + `expires_in`, a final error, or the end of
     /// the retry rounds / the deadline.
     pub fn fetch_grant(
@@ -162,34 +213,62 @@ impl Client {
         let mut last =
             String::from("no attempt was made: the run's time budget (--max-time) was used up");
         let mut backoff = Duration::from_secs(1);
-        for round in 0..=self.retries {
+        // What the last answer's Retry-After asked for: honoured before the next attempt.
+        let mut asked = Duration::ZERO;
+        'rounds: for round in 0..=self.retries {
+            let mut wait = Duration::ZERO;
             if round > 0 {
-                if deadline.exhausted() {
-                    break;
-                }
-                debug!(
-                    "waiting {} s before round {} of {}",
-                    backoff.as_secs(),
-                    round + 1,
-                    self.retries + 1
-                );
-                deadline.sleep(backoff);
+                wait = backoff;
                 backoff *= 2;
             }
             for base in &self.bases {
-                if deadline.exhausted() {
-                    break;
+                wait = wait.max(std::mem::take(&mut asked));
+                if !wait.is_zero() {
+                    if deadline.exhausted() {
+                        break 'rounds;
+                    }
+                    debug!(
+                        "waiting {:.1} s before the next attempt (round {} of {})",
+                        wait.as_secs_f32(),
+                        round + 1,
+                        self.retries + 1
+                    );
+                    deadline.sleep(std::mem::take(&mut wait));
                 }
-                let shown = format!("{} on {base}", call.shown);
+                if deadline.exhausted() {
+                    break 'rounds;
+                }
+                let shown = format!("{} on {}", call.shown, base.url);
                 let outcome = match self.request(base, call, deadline) {
                     Attempt::Answer(obj) => interpret(obj, field, ctx),
                     other => other,
                 };
                 match outcome {
-                    Attempt::Answer(obj) => return grant_from(&obj, field).map_err(Error::temp),
+                    Attempt::Answer(obj) => {
+                        return grant_from(&obj, field)
+                            .map(|g| Grant {
+                                base: base.url.clone(),
+                                ..g
+                            })
+                            .map_err(Error::temp);
+                    }
                     Attempt::Stop(e) => return Err(e),
                     Attempt::Retry(why) => {
                         warn!("{shown}: {why}");
+                        last = format!("{shown}: {why}");
+                    }
+                    Attempt::Wait(why, secs) => {
+                        warn!("{shown}: {why}");
+                        let left = deadline.remaining();
+                        if Duration::from_secs(secs) > left {
+                            return Err(Error::temp(format!(
+                                "{shown}: {why}: WeChat asked to wait {secs} s before trying again, \
+                                 more than the {} s left of this run (--max-time); not retried. \
+                                 Nothing was written; the next run will try again",
+                                left.as_secs()
+                            )));
+                        }
+                        asked = Duration::from_secs(secs);
                         last = format!("{shown}: {why}");
                     }
                 }
@@ -204,68 +283,40 @@ impl Client {
         )))
     }
 
-    /// Asks WeChat whether `token` still works (GET /cgi-bin/get_api_domain_ip, the cheap check
-    /// WeChat suggests before spending a forced refresh). One attempt per base URL.
-    pub fn probe(&self, token: &str, deadline: &Deadline) -> Probe {
-        let call = Call {
-            shown: "GET /cgi-bin/get_api_domain_ip",
-            path_and_query: format!(
-                "/cgi-bin/get_api_domain_ip?access_token={}",
-                url_encode(token)
-            ),
-            json_body: None,
-        };
-        let mut last = String::from("the run's time budget (--max-time) was used up");
-        for base in &self.bases {
-            if deadline.exhausted() {
-                break;
-            }
-            match self.request(base, &call, deadline) {
-                Attempt::Answer(obj) => {
-                    let code = obj.get("errcode").map_or(Some(0), Value::as_i64);
-                    let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
-                    return match code {
-                        Some(0) => Probe::Alive,
-                        Some(c @ (40001 | 40014 | 42001)) => Probe::Dead {
-                            errcode: c,
-                            errmsg: errmsg.trim().to_string(),
-                        },
-                        Some(c) => Probe::Unknown(format!("errcode {c} ({})", errmsg.trim())),
-                        None => Probe::Unknown("errcode is not an integer".into()),
-                    };
-                }
-                Attempt::Retry(why) => last = format!("{} on {base}: {why}", call.shown),
-                Attempt::Stop(e) => last = e.message,
-            }
-        }
-        Probe::Unknown(last)
-    }
-
-    fn request(&self, base: &str, call: &Call, deadline: &Deadline) -> Attempt {
-        let url = format!("{}{}", base.trim_end_matches('/'), call.path_and_query);
+    fn request(&self, base: &Base, call: &Call, deadline: &Deadline) -> Attempt {
+        let url = format!("{}{}", base.url, call.path_and_query);
         let timeout = Some(self.timeout.min(deadline.remaining()));
+        let agent = self.agent();
         let sent = match &call.json_body {
-            Some(body) => self
-                .agent
+            Some(body) => agent
                 .post(&url)
                 .config()
                 .timeout_global(timeout)
+                .proxy(base.proxy.clone())
                 .build()
                 .header("Content-Type", "application/json")
                 .send(body.as_str()),
-            None => self
-                .agent
+            None => agent
                 .get(&url)
                 .config()
                 .timeout_global(timeout)
+                .proxy(base.proxy.clone())
                 .build()
                 .call(),
         };
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(describe(&e)),
+            Err(e) => return Attempt::Retry(describe(&e, base)),
         };
         let status = response.status().as_u16();
+        let retry_after = match status {
+            429 | 503 => response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after_secs),
+            _ => None,
+        };
         let body = match response
             .body_mut()
             .with_config()
@@ -277,11 +328,18 @@ impl Client {
                 return Attempt::Retry(format!("HTTP {status} with a body over {MAX_BODY} bytes"));
             }
             Err(e) => {
-                return Attempt::Retry(format!("HTTP {status}, body unreadable: {}", describe(&e)));
+                return Attempt::Retry(format!(
+                    "HTTP {status}, body unreadable: {}",
+                    describe(&e, base)
+                ));
             }
         };
         if status != 200 {
-            return Attempt::Retry(format!("HTTP {status} ({} byte body)", body.len()));
+            let why = format!("HTTP {status} ({} byte body)", body.len());
+            return match retry_after {
+                Some(secs) => Attempt::Wait(format!("{why}, Retry-After {secs} s"), secs),
+                None => Attempt::Retry(why),
+            };
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Attempt::Retry("HTTP 200 with an empty body".into());
@@ -294,8 +352,26 @@ impl Client {
     }
 }
 
-fn describe(e: &ureq::Error) -> String {
+/// `Retry-After` in delta-seconds. An HTTP-date is treated as absent (the usual backoff
+/// applies): WeChat's servers are not known to send one, and the local clock may be off.
+fn retry_after_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse().unwrap_or(u64::MAX))
+}
+
+fn describe(e: &ureq::Error, base: &Base) -> String {
     match e {
+        ureq::Error::ConnectProxyFailed(_) | ureq::Error::Io(_) if base.proxy.is_some() => {
+            let p = base.proxy.as_ref().expect("checked");
+            format!(
+                "{e} (through the proxy {}:{}; see HTTPS_PROXY / ALL_PROXY / NO_PROXY)",
+                p.host(),
+                p.port()
+            )
+        }
         ureq::Error::Timeout(_) => format!("timed out ({e})"),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!(
             "TLS failed ({e}); if a TLS-inspecting proxy is in the way, give its CA with --ca-file"
@@ -308,14 +384,32 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+/// The answer's `errcode`: Ok(None) when absent or the integer 0; Err when it is anything but an
+/// integer (the string "40001", 0.5, null, true): such an answer is not trusted, token or not.
+fn errcode(obj: &Map<String, Value>) -> std::result::Result<Option<(i64, &str)>, String> {
+    let Some(v) = obj.get("errcode") else {
+        return Ok(None);
+    };
+    let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
+    match v.as_i64() {
+        Some(0) => Ok(None),
+        Some(code) => Ok(Some((code, errmsg))),
+        None => Err(format!(
+            "the answer's errcode {v} is not an integer (errmsg {errmsg:?}); the answer is refused"
+        )),
+    }
+}
+
 fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt {
-    let errcode = obj.get("errcode").and_then(Value::as_i64).unwrap_or(0);
-    if errcode != 0 {
-        let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
-        return match classify(errcode, errmsg, ctx) {
-            Attempt::Stop(e) => Attempt::Stop(e.with_errcode(errcode)),
-            other => other,
-        };
+    match errcode(&obj) {
+        Err(why) => return Attempt::Retry(why),
+        Ok(Some((code, errmsg))) => {
+            return match classify(code, errmsg, ctx) {
+                Attempt::Stop(e) => Attempt::Stop(e.with_errcode(code)),
+                other => other,
+            };
+        }
+        Ok(None) => {}
     }
     match grant_from(&obj, field) {
         Ok(_) => Attempt::Answer(obj),
@@ -323,6 +417,22 @@ fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt
     }
 }
 
+/// What a `get_api_domain_ip` answer says; Err when it says nothing trustworthy.
+fn verdict(obj: &Map<String, Value>, appid: &str) -> std::result::Result<Probe, String> {
+    Ok(match errcode(obj)? {
+        None => Probe::Alive,
+        Some((errcode @ (40001 | 40014 | 42001), errmsg)) => Probe::Dead {
+            errcode,
+            errmsg: errmsg.trim().to_string(),
+        },
+        Some((code, errmsg)) => Probe::Unknown(format!(
+            "WeChat answered errcode {code} ({}) for appid {appid}",
+            errmsg.trim()
+        )),
+    })
+}
+
+/// The grant in a checked answer; `base` is filled in by the caller, which knows it.
 fn grant_from(obj: &Map<String, Value>, field: &str) -> std::result::Result<Grant, String> {
     let value = match obj.get(field) {
         Some(Value::String(s)) => s,
@@ -343,6 +453,7 @@ fn grant_from(obj: &Map<String, Value>, field: &str) -> std::result::Result<Gran
     Ok(Grant {
         value: value.clone(),
         expires_in,
+        base: String::new(),
     })
 }
 
@@ -451,9 +562,9 @@ fn reported_ip(errmsg: &str) -> Option<std::net::IpAddr> {
         .find_map(|w| w.trim_matches(|c| c == '.' || c == ':').parse().ok())
 }
 
-/// The system's trust store plus `--ca-file`. Verification is never switched off: a proxy that
-/// inspects TLS gets its CA added, not a bypass.
-fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts> {
+/// The system's trust store plus `--ca-file`'s certificates. Verification is never switched off:
+/// a proxy that inspects TLS gets its CA added, not a bypass.
+fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
     let system = std::env::var_os("SSL_CERT_FILE")
         .map(std::path::PathBuf::from)
@@ -471,40 +582,24 @@ fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts> {
     if let Some(path) = &system
         && let Ok(pem) = std::fs::read(path)
     {
-        certs.extend(pem_certs(&pem));
+        certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        }));
         debug!(
             "{} trusted certificates from {}",
             certs.len(),
             path.display()
         );
     }
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::config(format!("cannot read the CA file {}: {e}", path.display()))
-        })?;
-        let extra: Vec<_> = pem_certs(&pem).collect();
-        if extra.is_empty() {
-            return Err(Error::config(format!(
-                "the CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            )));
-        }
-        certs.extend(extra);
-    }
+    certs.extend(extra.iter().cloned());
     if certs.is_empty() {
         // No trust store on this system and no --ca-file: fall back to the bundled Mozilla roots
         // rather than failing on a minimal container without ca-certificates.
         debug!("no system trust store found; using the bundled Mozilla roots");
-        return Ok(RootCerts::WebPki);
+        return RootCerts::WebPki;
     }
-    Ok(RootCerts::Specific(Arc::new(certs)))
-}
-
-fn pem_certs(pem: &[u8]) -> impl Iterator<Item = Certificate<'static>> + '_ {
-    ureq::tls::parse_pem(pem).filter_map(|item| match item {
-        Ok(PemItem::Certificate(c)) => Some(c),
-        _ => None,
-    })
+    RootCerts::Specific(Arc::new(certs))
 }
 
 #[cfg(test)]

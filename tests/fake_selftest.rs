@@ -447,6 +447,47 @@ fn scripted_behaviours() {
     assert_eq!(f.calls("/nope"), 1);
 }
 
+#[test]
+fn status_with_headers_and_scripted_probes() {
+    let f = FakeWeChat::start();
+    f.script(vec![Behaviour::Status(
+        429,
+        vec![("Retry-After".into(), "7".into())],
+        "slow down".into(),
+    )]);
+    let r = legacy_raw(&f);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.body, b"slow down");
+    assert_eq!(f.token_calls(), 1);
+
+    let t = tok(&legacy(&f));
+    f.script_probes(vec![
+        Behaviour::Errcode(45009, "quota".into()),
+        Behaviour::Status(503, vec![], String::new()),
+    ]);
+    assert_eq!(errcode(&probe(&f, &t)), 45009);
+    let r = get(&f, &format!("/cgi-bin/get_api_domain_ip?access_token={t}"));
+    assert_eq!(r.status, 503);
+    // Queue empty: the real verdict.
+    assert_eq!(probe(&f, &t), json!({"ip_list":["127.0.0.1"]}));
+    assert_eq!(f.calls("/cgi-bin/get_api_domain_ip"), 3);
+    assert_eq!(f.token_calls(), 2, "probes are not token calls");
+}
+
+#[test]
+fn a_revoked_token_is_40001_not_expired_and_stable_still_hands_it_out() {
+    let f = FakeWeChat::start();
+    let t = tok(&stable(&f, false));
+    f.revoke(&t);
+    assert!(!f.is_valid(&t));
+    assert_eq!(errcode(&probe(&f, &t)), 40001);
+    assert_eq!(tok(&stable(&f, false)), t, "normal mode keeps returning it");
+    let new = tok(&stable(&f, true));
+    assert_ne!(new, t);
+    assert_eq!(probe(&f, &new), json!({"ip_list":["127.0.0.1"]}));
+}
+
 fn legacy_raw(f: &FakeWeChat) -> Resp {
     get(
         f,

@@ -1,8 +1,11 @@
 //! The readers in `contrib/` against files the real `wxtoken` wrote (fake WeChat on 127.0.0.1):
 //! each returns exactly the token written and fails clearly on a missing, garbled or expired file.
-//! Then torn reads: PHP processes reading in a tight loop while wxtoken rewrites the files.
+//! Then torn reads: PHP processes reading in a tight loop while wxtoken rewrites the files. Then
+//! the report side: the PHP and Python helpers file `requests/<sha256 of the token>`, and the
+//! change contrib/README.md shows for an API call does what it says.
 //!
-//! Needs `php` (php-cli) and `python3`: SKIPPED without them on a laptop, a failure under CI=true.
+//! Needs `php` (php-cli), `python3` and `sha256sum` (coreutils): SKIPPED without them on a laptop,
+//! a failure under CI=true.
 
 mod common;
 mod fake;
@@ -647,4 +650,308 @@ fn no_torn_reads_while_wxtoken_rewrites() {
         inc.0
     );
     assert!(fake.is_valid(&site.token()));
+}
+
+// ---- Reporting a rejected token (passive refresh) ------------------------------------------------
+
+/// The request's name as the contract spells it, computed by `sha256sum`, independently of wxtoken
+/// and of the helpers under test.
+fn sha256sum(token: &str) -> String {
+    let o = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", token])
+        .output()
+        .expect("run sha256sum");
+    assert!(o.status.success(), "sha256sum: {}", text(&o.stderr));
+    let hex = text(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(hex.len(), 64, "{hex}");
+    hex
+}
+
+/// The fenced block that contrib/README.md shows after `<!-- ... runs this block: NAME -->`.
+fn readme_block(name: &str) -> String {
+    let readme = fs::read_to_string(root("contrib/README.md")).unwrap();
+    let marker = format!("runs this block: {name} -->");
+    let after = &readme[readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("contrib/README.md lacks {marker:?}"))..];
+    let mut lines = after.lines().skip_while(|l| !l.starts_with("```")).skip(1);
+    let block: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(!block.is_empty(), "empty block {name}");
+    block.join("\n") + "\n"
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Lang {
+    Php,
+    Python,
+}
+
+impl Lang {
+    /// tests/readers/report.{php,py} with these arguments, optionally as another user and group.
+    fn report(self, args: &[&str], as_user: Option<(u32, u32)>) -> Output {
+        let mut c = match as_user {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                ]);
+                c
+            }
+            None => Command::new("env"),
+        };
+        match self {
+            Lang::Php => {
+                let php = php();
+                c.arg(php.get_program()).args(php.get_args());
+                c.arg(root("tests/readers/report.php"));
+            }
+            Lang::Python => {
+                // Another user may not reach a python3 in root's home (pyenv): the system's then.
+                let python = match as_user {
+                    Some(_) => system_python3().expect("checked by the caller"),
+                    None => "python3".into(),
+                };
+                c.arg(python).arg(root("tests/readers/report.py"));
+            }
+        }
+        c.args(args).stdin(Stdio::null());
+        output(c)
+    }
+
+    /// The helper's answer: true when it says the report is filed.
+    #[track_caller]
+    fn report_stale(self, token: &str, file: &Path, as_user: Option<(u32, u32)>) -> bool {
+        let o = self.report(&["helper", token, file.to_str().unwrap()], as_user);
+        assert!(o.status.success(), "{self:?} helper: {}", text(&o.stderr));
+        assert_eq!(text(&o.stderr), "", "{self:?} helper: diagnostics");
+        match text(&o.stdout).as_str() {
+            "true" | "True" => true,
+            "false" | "False" => false,
+            other => panic!("{self:?} helper returned {other:?}"),
+        }
+    }
+}
+
+fn system_python3() -> Option<PathBuf> {
+    ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A request directory as the contract describes it: the files' group may create entries only.
+fn make_requests_dir(dir: &Path) -> PathBuf {
+    let req = dir.join("requests");
+    fs::create_dir(&req).unwrap();
+    fs::set_permissions(&req, fs::Permissions::from_mode(0o1730)).unwrap();
+    req
+}
+
+/// `wxtoken_report_stale()` (PHP) and `report_stale()` (Python) create exactly
+/// `requests/<sha256 of the token>` in the directory `wxtoken refresh` made beside the token file,
+/// empty; a report already there is fine; the next `wxtoken refresh` consumes it and replaces the
+/// (revoked) token. Without the directory (or the right to write in it) they say false and create
+/// nothing.
+#[test]
+fn report_helpers_file_a_request_named_by_the_tokens_sha256() {
+    if !require_tool("php") || !require_tool("python3") || !require_tool("sha256sum") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let mut last = None;
+    for lang in [Lang::Php, Lang::Python] {
+        // A site each: a directory's reports cost at most one probe per 30 s.
+        let site = Site::new();
+        // Legacy: a revoked token is replaced by a plain fetch (stable would spend a
+        // force_refresh, at most one per 30 s).
+        let refresh = || {
+            let mut c = site.refresh(&fake);
+            c.args(&["--api", "legacy"]);
+            c.run()
+        };
+        refresh().expect(0);
+        let dir = site.state_dir();
+        let req = dir.join("requests");
+        let mode = fs::metadata(&req).map(|m| m.permissions().mode() & 0o7777);
+        assert_eq!(mode.ok(), Some(0o1730), "wxtoken refresh makes requests/");
+
+        let token = site.token();
+        let want = sha256sum(&token);
+        assert!(lang.report_stale(&token, &site.out, None), "{lang:?}");
+        assert_eq!(
+            listing(&req),
+            [want.as_str()],
+            "{lang:?}: the request's name"
+        );
+        assert_eq!(fs::metadata(req.join(&want)).unwrap().len(), 0, "{lang:?}");
+        // Another worker reports the same token: filed already, still one request.
+        assert!(
+            lang.report_stale(&token, &site.out, None),
+            "{lang:?}: again"
+        );
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: again");
+        // WeChat really revoked it: the next run takes the report and replaces the token.
+        fake.revoke(&token);
+        refresh().expect(0);
+        assert_ne!(site.token(), token, "{lang:?}: the report was not acted on");
+        assert!(fake.is_valid(&site.token()), "{lang:?}");
+        assert_eq!(
+            listing(&req),
+            Vec::<String>::new(),
+            "{lang:?}: not consumed"
+        );
+
+        // A non-token is not reported.
+        assert!(!lang.report_stale("", &site.out, None), "{lang:?}: empty");
+        assert_eq!(listing(&req), Vec::<String>::new(), "{lang:?}: empty");
+        // No request directory (wxtoken too old, or not run yet): false, and nothing created.
+        fs::remove_dir(&req).unwrap();
+        let before = listing(&dir);
+        assert!(
+            !lang.report_stale(&token, &site.out, None),
+            "{lang:?}: no dir"
+        );
+        assert_eq!(listing(&dir), before, "{lang:?}: created something");
+        refresh().expect(0);
+        assert!(req.is_dir(), "the next run makes requests/ again");
+        fs::remove_dir(&req).unwrap();
+        last = Some(site);
+    }
+    let site = last.expect("ran");
+    let dir = site.state_dir();
+    let token = site.token();
+    let want = sha256sum(&token);
+
+    if !is_root() {
+        show("(reports as another user not checked: needs root for setpriv)");
+        return;
+    }
+    // As production has it: the directory belongs to the refresher's user, its group is the
+    // readers' group, mode 01730; the app runs as another user in that group.
+    let (owner, group, app) = (4243, 4242, 65534);
+    for d in [site.dir.path(), dir.as_path()] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut langs = vec![Lang::Php];
+    match system_python3() {
+        Some(_) => langs.push(Lang::Python),
+        None => show("(Python report as another user not checked: no /usr/bin/python3)"),
+    }
+    for lang in langs {
+        let req = make_requests_dir(&dir);
+        std::os::unix::fs::chown(&req, Some(owner), Some(group)).unwrap();
+        let member = Some((app, group));
+        assert!(
+            lang.report_stale(&token, &site.out, member),
+            "{lang:?}: member"
+        );
+        assert!(
+            lang.report_stale(&token, &site.out, member),
+            "{lang:?}: member again"
+        );
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: member");
+        let outsider = Some((app, app));
+        assert!(
+            !lang.report_stale("another-token", &site.out, outsider),
+            "{lang:?}: a user outside the group filed a report"
+        );
+        assert_eq!(listing(&req), [want.as_str()], "{lang:?}: outsider");
+        fs::remove_dir_all(&req).unwrap();
+    }
+}
+
+/// The change contrib/README.md shows for an API call, run as printed (paths aside) in PHP and
+/// Python: on 40001 it files the report for the rejected token, reads the file once more, and
+/// retries once only when that gave a newer token.
+#[test]
+fn documented_report_change_reports_and_retries_once() {
+    if !require_tool("php") || !require_tool("python3") || !require_tool("sha256sum") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let old = site.token();
+    let dir = site.state_dir();
+    let req = dir.join("requests");
+    assert!(req.is_dir(), "wxtoken refresh makes requests/");
+    let original = fs::read_to_string(&site.out).unwrap();
+    let newer_token = format!("{old}NEWER");
+    let newer = dir.join("newer.json");
+    let file = site.out.to_str().unwrap();
+
+    for (lang, name) in [(Lang::Php, "php-report"), (Lang::Python, "python-report")] {
+        let mut code = readme_block(name);
+        let swaps: &[(&str, String, usize)] = match lang {
+            Lang::Php => &[
+                (
+                    "wxtoken_access_token()",
+                    "wxtoken_access_token($FILE)".into(),
+                    2,
+                ),
+                (
+                    "wxtoken_report_stale($token)",
+                    "wxtoken_report_stale($token, $FILE)".into(),
+                    1,
+                ),
+            ],
+            Lang::Python => &[
+                ("access_token()", "access_token(FILE)".into(), 2),
+                ("report_stale(token)", "report_stale(token, FILE)".into(), 1),
+            ],
+        };
+        for (from, to, n) in swaps {
+            assert_eq!(code.matches(from).count(), *n, "{name}: {from} in:\n{code}");
+            code = code.replace(from, to);
+        }
+        let code_file = dir.join(format!("{name}.code"));
+        fs::write(&code_file, &code).unwrap();
+        let code_arg = code_file.to_str().unwrap();
+
+        for newer_first in [false, true] {
+            fs::write(&site.out, &original).unwrap();
+            fs::write(&newer, original.replace(&old, &newer_token)).unwrap();
+            let mut args = vec!["snippet", code_arg, file];
+            if newer_first {
+                args.push(newer.to_str().unwrap());
+            }
+            let o = lang.report(&args, None);
+            assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+            assert_eq!(text(&o.stderr), "", "{name}: diagnostics");
+            let out = text(&o.stdout);
+            let (calls, res) = out.split_once("res=").expect("res= line");
+            let calls: Vec<&str> = calls.lines().collect();
+            if newer_first {
+                assert_eq!(calls, [old.as_str(), &newer_token], "{name}: one retry");
+                assert!(res.contains("openid"), "{name}: {res}");
+            } else {
+                assert_eq!(
+                    calls,
+                    [old.as_str()],
+                    "{name}: no retry with the same token"
+                );
+                assert!(res.contains("40001"), "{name}: {res}");
+            }
+            assert_eq!(listing(&req), [sha256sum(&old)], "{name}: the report");
+            fs::remove_file(req.join(sha256sum(&old))).unwrap();
+        }
+    }
 }

@@ -914,3 +914,28 @@ fn root_does_not_write_into_another_users_directory() {
         site.listing()
     );
 }
+
+/// Before the service ever ran, root running `wxtoken refresh` by hand must not create the
+/// service's directory (root-owned, it would lock the service's user out).
+#[test]
+fn root_does_not_create_the_service_directory() {
+    if !is_root() {
+        show("SKIPPED: needs root");
+        return;
+    }
+    let dir = std::path::Path::new("/var/lib/wxtoken");
+    if dir.exists() {
+        show("SKIPPED: /var/lib/wxtoken exists on this machine");
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake)
+        .args(&["--out", "/var/lib/wxtoken/access_token.json"])
+        .run()
+        .expect(78)
+        .stderr_has("refusing to create /var/lib/wxtoken as root")
+        .stderr_has("install -d -o wxtoken -g wxtoken -m 0750");
+    assert!(!dir.exists());
+    assert_eq!(fake.token_calls(), 0);
+}

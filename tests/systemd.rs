@@ -2,13 +2,17 @@
 //!
 //! - `make_install_and_uninstall`: PREFIX, DESTDIR, CARGO_TARGET_DIR, ExecStart= rewrite, modes.
 //! - `units_verify_and_security`: `systemd-analyze verify` of every unit (templates instantiated)
-//!   and `systemd-analyze security --offline=yes` exposure <= 2.0 for every service; prints scores.
+//!   and `systemd-analyze security --offline=yes` exposure <= 2.0 for every service, also with the
+//!   README's drop-in for WXTOKEN_GROUP; prints scores.
 //! - `end_to_end_under_systemd_nspawn`: a cached Debian 12 root, `make install DESTDIR=`, booted
 //!   with systemd-nspawn against the fake WeChat API; the checks are listed in
-//!   tests/systemd/check-inside.sh.
+//!   tests/systemd/check-inside.sh: timers, path units, runs and their exit statuses, the files'
+//!   owners and modes, WXTOKEN_GROUP=www-data with the README's drop-in, and passive refresh (the
+//!   fake revokes the token, www-data reports it, wxtoken.path brings a new one: the seconds from
+//!   report to new token are printed as "MEASURED ...").
 //! - `deb_package_under_systemd_nspawn`: `cargo deb`, then the .deb installed with dpkg inside a
-//!   booted container: user created, timer enabled and started, service not started, conffile,
-//!   remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
+//!   booted container: user created, timer and path unit enabled and started, service not started,
+//!   conffile, remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
 //!   (`cargo install cargo-deb`); WXTOKEN_TEST_DEB=0 skips it, in CI too.
 //!
 //! A missing tool (or not being root, for the end-to-end test) skips a test with a printed reason;

@@ -16,6 +16,9 @@
  * it on every use is cheap and always sees one complete version, the previous or the new one.
  * Long-running workers (Swoole, RoadRunner, queue consumers) should call again for each job
  * instead of keeping the string.
+ *
+ * When WeChat rejects the token (errcode 40001, 42001 or 40014), tell wxtoken with
+ * wxtoken_report_stale($token): it checks the token and replaces it within seconds.
  */
 
 if (!function_exists('wxtoken_access_token')) {
@@ -157,6 +160,47 @@ if (!function_exists('wxtoken_access_token')) {
                 $url
             )),
         );
+    }
+
+    /**
+     * Tells wxtoken that WeChat rejected $token (errcode 40001, 42001 or 40014: another program
+     * fetched a token for this account, or WeChat revoked it), so that it checks the token and
+     * replaces it within seconds instead of at its expiry ("passive refresh"). Then read the token
+     * again once: when it differs, retry the call with it; otherwise the next call will have it.
+     *
+     * It creates an empty file named hash('sha256', $token) in requests/ beside the token file,
+     * which wxtoken creates (mode 01730: the files' group may add a request, not list or delete
+     * them); systemd's wxtoken.path starts a run when one appears. No exec, no network, no
+     * waiting. Reports are safe to repeat from every worker: wxtoken acts only when the digest
+     * names the token its file holds now, asks WeChat before fetching, and rate-limits.
+     *
+     * @param string $token the token WeChat rejected, as it was sent
+     * @param string $path  the token file it came from (wxtoken's --out)
+     * @return bool true when the report is filed (or one for this token already was); false when
+     *              it cannot be: no requests/ directory (wxtoken has not run yet, or is too old to
+     *              take reports) or no permission (this user is not in the files' group). It never
+     *              throws: the API call has failed already, and the caller handles that.
+     */
+    function wxtoken_report_stale($token, $path = '/var/lib/wxtoken/access_token.json')
+    {
+        if (!is_string($token) || $token === '') {
+            return false;
+        }
+        $request = dirname($path) . '/requests/' . hash('sha256', $token);
+        // Twice: wxtoken may consume another worker's report of the same token between our failed
+        // create ("exists") and the check, and then the second create succeeds.
+        for ($try = 0; $try < 2; $try++) {
+            // 'x' is O_CREAT|O_EXCL: never opens an existing file, nor follows a planted symlink.
+            $f = @fopen($request, 'x');
+            if ($f !== false) {
+                fclose($f);
+                return true;
+            }
+            if (file_exists($request)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**

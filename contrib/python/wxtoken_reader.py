@@ -11,8 +11,12 @@ the token every other app uses). A missing, unreadable, garbled or expired file 
 WxtokenError (a RuntimeError) saying which; the command line prints that and exits 1.
 
 Nothing is cached: the file is small and replaced atomically, so read it for each use.
+
+When WeChat rejects the token (errcode 40001, 42001 or 40014), tell wxtoken with
+report_stale(token): it checks the token and replaces it within seconds.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -90,6 +94,37 @@ def access_token(path=DEFAULT_PATH, min_remaining=0):
 def ticket(path=DEFAULT_TICKET_PATH, min_remaining=0):
     """A JS-SDK ticket from TYPE_ticket.json (written by `wxtoken refresh --ticket TYPE`)."""
     return _checked(read_json(path), "ticket", path, min_remaining)
+
+
+def report_stale(token, path=DEFAULT_PATH):
+    """Tell wxtoken that WeChat rejected `token` (errcode 40001, 42001 or 40014), so that it checks
+    the token and replaces it within seconds instead of at its expiry ("passive refresh"). Then
+    read the token again once: when it differs, retry the call with it.
+
+    Creates an empty file named after the token's SHA-256 (hex) in requests/ beside the token file
+    `path`, which wxtoken creates (mode 01730: the files' group may add a request, not list or
+    delete them); systemd's wxtoken.path starts a run when one appears. No subprocess, no network,
+    no waiting; safe to repeat from every worker (wxtoken acts only when the digest names the
+    token its file holds now, asks WeChat before fetching, and rate-limits).
+
+    Returns True when the report is filed (or one for this token already was), False when it
+    cannot be: no requests/ directory (wxtoken has not run yet, or is too old to take reports) or
+    no permission (this user is not in the files' group). Never raises for those.
+    """
+    if isinstance(token, str):
+        token = token.encode("utf-8")
+    if not isinstance(token, bytes) or not token:
+        return False
+    request = os.path.join(os.path.dirname(path), "requests", hashlib.sha256(token).hexdigest())
+    # O_EXCL: never opens an existing file, nor follows a symlink planted under that name.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        os.close(os.open(request, flags, 0o600))
+    except FileExistsError:
+        return True  # another worker reported this token already
+    except OSError:
+        return False
+    return True
 
 
 def main(argv=None):

@@ -51,6 +51,11 @@ impl Site {
         serde_json::from_slice(&fs::read(&self.out).unwrap()).unwrap()
     }
 
+    /// Seconds the token file says its token has left (negative when past).
+    pub fn left(&self) -> i64 {
+        self.read()["expires_at"].as_u64().unwrap() as i64 - wxtoken::vocab::unix_now() as i64
+    }
+
     pub fn token(&self) -> String {
         self.read()["access_token"].as_str().unwrap().to_string()
     }

@@ -60,6 +60,8 @@ pub enum Behaviour {
     Drip,
     /// 302 with `Location: <url>`, empty body.
     Redirect(String),
+    /// Status, extra headers (e.g. `Retry-After`) and a text/plain body, verbatim.
+    Status(u16, Vec<(String, String)>, String),
     /// Closes the connection without any response.
     Close,
     /// Sleeps N ms (capped at 120 s), then acts as the inner behaviour.
@@ -78,6 +80,7 @@ impl Behaviour {
             Behaviour::Hang => "hang".into(),
             Behaviour::Drip => "drip".into(),
             Behaviour::Redirect(_) => "redirect".into(),
+            Behaviour::Status(s, h, _) => format!("status {s} with {} extra header(s)", h.len()),
             Behaviour::Close => "close".into(),
             Behaviour::Delay(ms, b) => format!("delay {ms} ms, then {}", b.label()),
         }
@@ -177,6 +180,7 @@ struct State {
     token_default: Behaviour,
     ticket_queue: VecDeque<Behaviour>,
     ticket_default: Behaviour,
+    probe_queue: VecDeque<Behaviour>,
     requests: Vec<Request>,
     token_calls: usize,
     clock: Clock,
@@ -282,6 +286,7 @@ impl FakeWeChat {
                 token_default: Behaviour::Normal,
                 ticket_queue: VecDeque::new(),
                 ticket_default: Behaviour::Normal,
+                probe_queue: VecDeque::new(),
                 requests: Vec::new(),
                 token_calls: 0,
                 clock: Clock {
@@ -355,6 +360,11 @@ impl FakeWeChat {
     /// Same as [`FakeWeChat::script`] for the ticket endpoints.
     pub fn script_tickets(&self, behaviours: Vec<Behaviour>) {
         self.shared.lock().ticket_queue.extend(behaviours);
+    }
+
+    /// Queues behaviours for `get_api_domain_ip` (the validity probe); Normal once it is empty.
+    pub fn script_probes(&self, behaviours: Vec<Behaviour>) {
+        self.shared.lock().probe_queue.extend(behaviours);
     }
 
     /// Same as [`FakeWeChat::set_default`] for the ticket endpoints.
@@ -984,6 +994,7 @@ fn handle(mut conn: Conn, shared: &Shared) {
                 Some(b) => b,
                 None => st.ticket_default.clone(),
             },
+            Endpoint::DomainIp => st.probe_queue.pop_front().unwrap_or(Behaviour::Normal),
             _ => Behaviour::Normal,
         }
     };
@@ -1082,6 +1093,13 @@ fn act(mut conn: Conn, shared: &Shared, req: &Request, endpoint: Endpoint, b: Be
             content_type: "text/plain".into(),
             headers: vec![("Location".into(), url)],
             body: Vec::new(),
+        }
+        .send(conn),
+        Behaviour::Status(status, headers, body) => Reply {
+            status,
+            content_type: "text/plain".into(),
+            headers,
+            body: body.into_bytes(),
         }
         .send(conn),
         Behaviour::Close => conn.abort(),
@@ -1308,7 +1326,7 @@ impl State {
         let now = self.clock.now();
         match self.tokens.get(&token) {
             Some(t) if now < t.expires_at && !t.revoked => Ok(t.appid.clone()),
-            Some(t) if !t.superseded => Err(self.err(42001, "access_token expired")),
+            Some(t) if !t.superseded && !t.revoked => Err(self.err(42001, "access_token expired")),
             _ => Err(self.err(
                 40001,
                 "invalid credential, access_token is invalid or not latest",

@@ -21,6 +21,9 @@ getent passwd wxtoken >/dev/null && getent group wxtoken >/dev/null \
     && ok "postinst created user and group wxtoken" || fail "user wxtoken" "missing after install"
 expect "wxtoken.timer enabled by the package" enabled "$(systemctl is-enabled wxtoken.timer 2>&1)"
 expect "wxtoken.timer started by the package" active "$(systemctl is-active wxtoken.timer 2>&1)"
+expect "wxtoken.path enabled by the package" enabled "$(systemctl is-enabled wxtoken.path 2>&1)"
+expect "wxtoken.path started by the package, waiting" "active waiting" "$(prop wxtoken.path ActiveState) $(prop wxtoken.path SubState)"
+expect "/usr/lib/systemd/system/wxtoken@.path installed" yes "$([ -f /usr/lib/systemd/system/wxtoken@.path ] && echo yes)"
 systemctl list-timers --all --no-pager --no-legend | grep -q ' wxtoken.timer ' \
     && ok "wxtoken.timer listed by systemctl list-timers" || fail "wxtoken.timer listed" "not listed"
 expect "the one-shot wxtoken.service was not started by the package" "inactive 0" \
@@ -43,14 +46,20 @@ debug systemctl status --no-pager wxtoken.service
 expect "configured wxtoken.service succeeds" "0 success 0" "$rc $(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
 expect "token file owner and mode" "wxtoken:wxtoken 640" "$(stat -c '%U:%G %a' /var/lib/wxtoken/access_token.json 2>&1)"
 
+# An instance, enabled by the admin: purge must not leave its links behind.
+systemctl enable wxtoken@shop.timer wxtoken@shop.path >>"$D" 2>&1
+
 # --- remove keeps the settings, purge removes them -----------------------------------------------
 if dpkg -r wxtoken >>"$D" 2>&1; then ok "dpkg -r wxtoken"; else fail "dpkg -r wxtoken" "see debug.log"; fi
 expect "after remove: binary gone, settings kept" "no yes" \
     "$([ -e /usr/bin/wxtoken ] && echo yes || echo no) $([ -e /etc/wxtoken/wxtoken.conf ] && echo yes || echo no)"
 expect "after remove: wxtoken.timer stopped" inactive "$(systemctl is-active wxtoken.timer 2>&1)"
+expect "after remove: wxtoken.path stopped" inactive "$(systemctl is-active wxtoken.path 2>&1)"
 if dpkg --purge wxtoken >>"$D" 2>&1; then ok "dpkg --purge wxtoken"; else fail "dpkg --purge wxtoken" "see debug.log"; fi
 expect "after purge: /etc/wxtoken and /var/lib/wxtoken gone" "no no" \
     "$([ -e /etc/wxtoken ] && echo yes || echo no) $([ -e /var/lib/wxtoken ] && echo yes || echo no)"
-debug ls -la /etc/systemd/system/timers.target.wants
+links=$(find /etc/systemd/system -name 'wxtoken*' ! -name 'wxtoken-e2e-check*' 2>/dev/null | tr '\n' ' ')
+expect "after purge: no wxtoken unit links left in /etc/systemd/system" "" "$links"
+debug ls -la /etc/systemd/system/timers.target.wants /etc/systemd/system/paths.target.wants
 
 echo DONE >>"$R"

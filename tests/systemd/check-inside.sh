@@ -37,7 +37,29 @@ fi
 # php-fpm's user joins the readers' group, as the README tells admins to.
 usermod -aG wxtoken www-data
 
-# --- timers --------------------------------------------------------------------------------------
+# --- timers and path units --------------------------------------------------------------------
+# The path units go first, before any run has created the request directories they watch.
+systemctl enable --now wxtoken.path wxtoken@shop.path >>"$D" 2>&1
+for p in wxtoken.path wxtoken@shop.path; do
+    expect "$p enabled" enabled "$(systemctl is-enabled "$p")"
+    expect "$p waits although its directory does not exist yet" "active waiting" "$(prop "$p" ActiveState) $(prop "$p" SubState)"
+done
+expect "wxtoken.path starts wxtoken.service" wxtoken.service "$(prop wxtoken.path Triggers)"
+expect "wxtoken@shop.path starts wxtoken@shop.service" wxtoken@shop.service "$(prop wxtoken@shop.path Triggers)"
+for u in wxtoken.service wxtoken@shop.service; do
+    # A run before the clock is set would write wrong expiries.
+    grep -qw time-sync.target <<<"$(prop "$u" After)" && ok "$u is ordered after time-sync.target" \
+        || fail "$u After=time-sync.target" "After=$(prop "$u" After)"
+done
+# The filter lets fchown through for WXTOKEN_GROUP, and nothing else of @chown.
+filter=" $(prop wxtoken.service SystemCallFilter) "
+case $filter in
+    *" fchown "*) case $filter in
+        *" chown "*|*" lchown "*|*" fchownat "*) fail "only fchown of @chown allowed" "$(tr ' ' '\n' <<<"$filter" | grep chown | tr '\n' ' ')" ;;
+        *) ok "the system call filter allows fchown, not chown, lchown, fchownat" ;; esac ;;
+    *) fail "the system call filter allows fchown" "not in: $filter" ;;
+esac
+
 systemctl enable --now wxtoken.timer wxtoken@shop.timer >>"$D" 2>&1
 timers=$(systemctl list-timers --all --no-pager --no-legend)
 debug systemctl list-timers --all --no-pager
@@ -109,5 +131,154 @@ done
 debug systemctl status --no-pager wxtoken@down.service
 expect "wxtoken@down.service (unreachable API) exits 75 and waits to restart" "auto-restart 75" "$state"
 systemctl stop wxtoken@down.service
+
+# --- the files in another group: WXTOKEN_GROUP=www-data with the README's drop-in ---------------
+# www-data leaves group wxtoken: from now on only group www-data can give it the files.
+gpasswd -d www-data wxtoken >>"$D" 2>&1
+for u in wxtoken.service wxtoken@.service; do
+    install -Dm0644 /root/group-drop-in.conf "/etc/systemd/system/$u.d/group.conf"
+done
+systemctl daemon-reload
+debug id www-data
+# The main directory's requests/ stays from the runs above (its group must follow the setting);
+# the instance's is made anew under the drop-in's system-call filter.
+rm -rf /var/lib/wxtoken/shop/requests
+for unit in wxtoken.service wxtoken@shop.service; do
+    systemctl start "$unit"
+    debug systemctl status --no-pager "$unit"
+    expect "$unit with the group drop-in succeeds" "success 0" "$(prop "$unit" Result) $(prop "$unit" ExecMainStatus)"
+done
+debug ls -la /var/lib/wxtoken /var/lib/wxtoken/shop
+for f in /var/lib/wxtoken/access_token.json /var/lib/wxtoken/shop/access_token.json; do
+    expect "$f owner and mode with WXTOKEN_GROUP=www-data" "wxtoken:www-data 640" "$(stat -c '%U:%G %a' "$f" 2>&1)"
+    out=$(runuser -u www-data -- cat "$f" 2>&1)
+    grep -q '"access_token"' <<<"$out" && ok "runuser -u www-data (not in group wxtoken) reads $f" \
+        || fail "runuser -u www-data reads $f" "$out"
+    read_as nobody "$f" && fail "nobody cannot read $f" "nobody read it" || ok "nobody cannot read $f"
+done
+expect "/var/lib/wxtoken with the group drop-in: enter, not list" "wxtoken:wxtoken 751" "$(stat -c '%U:%G %a' /var/lib/wxtoken 2>&1)"
+runuser -u www-data -- ls /var/lib/wxtoken >/dev/null 2>&1 && fail "www-data cannot list /var/lib/wxtoken" "it can" \
+    || ok "www-data cannot list /var/lib/wxtoken"
+for d in /var/lib/wxtoken/requests /var/lib/wxtoken/shop/requests; do
+    expect "$d: the readers' group may add requests" "wxtoken:www-data 1730" "$(stat -c '%U:%G %a' "$d" 2>&1)"
+done
+
+# --- passive refresh: WeChat revokes the token, an app reports it, wxtoken.path brings a new one ---
+# The timers stop: from here only the path units start the services.
+systemctl stop wxtoken.timer wxtoken@shop.timer
+ctl=$(cat /root/fake-control)
+appid=$(cat /root/fake-appid)
+# GET on the fake's control endpoint (the host's loopback; no curl in a minimal Debian).
+ctl_get() {
+    local hp=${ctl#http://} body
+    exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}" || return 1
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&3
+    body=$(sed '1,/^\r$/d' <&3)
+    exec 3<&-
+    printf '%s' "$body"
+}
+token_of() { sed -n 's/^ *"access_token": *"\([^"]*\)".*/\1/p' "$1" 2>/dev/null; }
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+now_ms() { date +%s%3N; }
+started() { prop "$1" ExecMainStartTimestampMonotonic; }
+# wait_token FILE OLD: waits (30 s at most) until FILE holds a token other than OLD that the fake
+# calls valid; prints the milliseconds waited.
+wait_token() {
+    local t0 t new
+    t0=$(now_ms)
+    for _ in $(seq 600); do
+        new=$(token_of "$1")
+        if [ -n "$new" ] && [ "$new" != "$2" ] && [ "$(ctl_get "/valid?token=$new")" = valid ]; then
+            t=$(now_ms); echo $((t - t0)); return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+
+f=/var/lib/wxtoken/access_token.json
+old=$(token_of "$f")
+expect "the fake calls the file's token valid" valid "$(ctl_get "/valid?token=$old")"
+expect "the fake revokes the current token (the file's)" "$old" "$(ctl_get "/revoke?appid=$appid")"
+expect "the fake calls the revoked token invalid" invalid "$(ctl_get "/valid?token=$old")"
+probes0=$(ctl_get "/calls?path=/cgi-bin/get_api_domain_ip")
+forced0=$(ctl_get "/calls?force_refresh=1")
+before=$(started wxtoken.service)
+expect "wxtoken.path waits for a report" "active waiting" "$(prop wxtoken.path ActiveState) $(prop wxtoken.path SubState)"
+# What wxtoken_report_stale() does, as php-fpm's user: create requests/<sha256 of the token>.
+t0=$(now_ms)
+runuser -u www-data -- sh -c ': >"$1"' sh "/var/lib/wxtoken/requests/$(sha "$old")" \
+    && ok "www-data files a report in /var/lib/wxtoken/requests" || fail "www-data files a report" "denied"
+if waited=$(wait_token "$f" "$old"); then
+    ok "passive refresh: a new valid token in $f $(secs "$waited") s after the app's report (wxtoken.path; timers stopped)"
+    echo "MEASURED passive refresh, report to new valid token: $(secs "$waited") s" >>"$R"
+else
+    fail "passive refresh: a new valid token after the report" "none within 30 s; the file holds $(token_of "$f" | cut -c1-12)…"
+fi
+debug journalctl -u wxtoken.path -u wxtoken.service --no-pager -o short-monotonic -n 30
+[ "$(started wxtoken.service)" != "$before" ] && ok "wxtoken.service ran (started by wxtoken.path)" \
+    || fail "wxtoken.service ran" "no new start"
+for _ in $(seq 100); do [ "$(prop wxtoken.service ActiveState)" = inactive ] && break; sleep 0.1; done
+expect "the run succeeded" "success 0" "$(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
+expect "the run probed the token once" 1 $(( $(ctl_get "/calls?path=/cgi-bin/get_api_domain_ip") - probes0 ))
+# Stable normal mode hands out the revoked token again: one force_refresh replaces it.
+expect "the run spent one force_refresh" 1 $(( $(ctl_get "/calls?force_refresh=1") - forced0 ))
+expect "the request was consumed" "" "$(ls -A /var/lib/wxtoken/requests)"
+expect "wxtoken.path waits again" "active waiting" "$(prop wxtoken.path ActiveState) $(prop wxtoken.path SubState)"
+expect "the new file still belongs to www-data's group" "wxtoken:www-data 640" "$(stat -c '%U:%G %a' "$f")"
+
+# The same account's instance still holds the revoked token: a report through `wxtoken
+# report-stale` (token on stdin) brings it the current one, as the fetch finds it in normal mode.
+fs=/var/lib/wxtoken/shop/access_token.json
+old_shop=$(token_of "$fs")
+expect "the instance holds the revoked token" invalid "$(ctl_get "/valid?token=$old_shop")"
+t0=$(now_ms)
+printf '%s' "$old_shop" | runuser -u www-data -- wxtoken report-stale --out "$fs" - >>"$D" 2>&1 \
+    && ok "www-data: wxtoken report-stale --out $fs - exits 0" || fail "wxtoken report-stale as www-data" "exit $?"
+if waited=$(wait_token "$fs" "$old_shop"); then
+    ok "passive refresh of wxtoken@shop: a new valid token $(secs "$waited") s after wxtoken report-stale"
+else
+    fail "passive refresh of wxtoken@shop" "none within 30 s"
+fi
+expect "wxtoken@shop.path waits again" "active waiting" "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path SubState)"
+
+# Reports that name no current token (bogus ones, the old token again) cost no upstream call, are
+# all consumed, and do not make the path unit loop.
+for _ in $(seq 100); do [ "$(prop wxtoken.service ActiveState)" = inactive ] && break; sleep 0.1; done
+calls0=$(( $(ctl_get "/calls?path=/cgi-bin/get_api_domain_ip") + $(ctl_get "/calls?path=/cgi-bin/stable_token") ))
+before=$(started wxtoken.service)
+runuser -u www-data -- sh -c 'for i in $(seq 50); do : >"/var/lib/wxtoken/requests/$(printf "bogus%s" "$i" | sha256sum | cut -c1-64)"; done; : >"$1"' \
+    sh "/var/lib/wxtoken/requests/$(sha "$old")"
+for _ in $(seq 100); do
+    [ "$(started wxtoken.service)" != "$before" ] && [ "$(prop wxtoken.service ActiveState)" = inactive ] \
+        && [ -z "$(ls -A /var/lib/wxtoken/requests)" ] && break
+    sleep 0.1
+done
+expect "51 stale reports: all consumed" "" "$(ls -A /var/lib/wxtoken/requests | head -n3)"
+expect "51 stale reports: no upstream call" 0 $(( $(ctl_get "/calls?path=/cgi-bin/get_api_domain_ip") + $(ctl_get "/calls?path=/cgi-bin/stable_token") - calls0 ))
+expect "51 stale reports: wxtoken.path still waits" "active waiting" "$(prop wxtoken.path ActiveState) $(prop wxtoken.path SubState)"
+runuser -u www-data -- ls /var/lib/wxtoken/requests >/dev/null 2>&1 && fail "www-data cannot list requests/" "it can" \
+    || ok "www-data cannot list /var/lib/wxtoken/requests"
+
+# A request no run can remove (a directory with a file of root's inside) would make the path unit
+# start the service forever: the trigger limit stops it, and a restart of the path unit recovers.
+shop_starts() { journalctl -u wxtoken@shop.service --no-pager -o cat | grep -c '^Starting '; }
+starts0=$(shop_starts)
+mkdir -p /var/lib/wxtoken/shop/requests/stuck && : >/var/lib/wxtoken/shop/requests/stuck/x
+for _ in $(seq 100); do [ "$(prop wxtoken@shop.path Result)" = trigger-limit-hit ] && break; sleep 0.1; done
+expect "an unremovable request: wxtoken@shop.path gives up" "failed trigger-limit-hit" \
+    "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path Result)"
+for _ in $(seq 100); do [ "$(prop wxtoken@shop.service ActiveState)" = inactive ] && break; sleep 0.1; done
+sleep 0.5  # journald may lag a little
+starts=$(( $(shop_starts) - starts0 ))
+[ "$starts" -ge 2 ] && [ "$starts" -le 20 ] && ok "an unremovable request: $starts starts before the trigger limit (<= 20)" \
+    || fail "an unremovable request: starts bounded by the trigger limit" "$starts starts"
+systemctl --failed --no-legend | grep -q 'wxtoken@shop.path' && ok "systemctl --failed lists wxtoken@shop.path" \
+    || fail "systemctl --failed lists wxtoken@shop.path" "$(systemctl --failed --no-legend)"
+rm -rf /var/lib/wxtoken/shop/requests/stuck
+systemctl restart wxtoken@shop.path
+expect "after the fix, systemctl restart wxtoken@shop.path: waiting again" "active waiting" \
+    "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path SubState)"
 
 echo DONE >>"$R"

@@ -64,17 +64,19 @@ cp -a --reflink=auto "$cache" "$root"
 t_copy=$(date +%s)
 
 # --- The fake WeChat API on the host's loopback (the container shares the network) -------------
-"$fake_bin" --listen 127.0.0.1:0 >"$work/fake.log" 2>&1 &
+"$fake_bin" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$work/fake.log" 2>&1 &
 fake_pid=$!
 url=
+control=
 for _ in $(seq 100); do
     url=$(grep -o 'listening on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^listening on //') || true
-    [ -n "$url" ] && break
+    control=$(grep -o 'control on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^control on //') || true
+    [ -n "$url" ] && [ -n "$control" ] && break
     kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log" >&2; die "fake WeChat server exited"; }
     sleep 0.1
 done
-[ -n "$url" ] || { cat "$work/fake.log" >&2; die "fake WeChat server did not print its address"; }
-log "fake WeChat API at $url"
+[ -n "$url" ] && [ -n "$control" ] || { cat "$work/fake.log" >&2; die "fake WeChat server did not print its addresses"; }
+log "fake WeChat API at $url, its control endpoint at $control"
 
 # conf NAME APPID SECRET API_BASE [extra lines...]: settings and secret as an admin writes them
 # (into DIR, default the container's /etc/wxtoken).
@@ -104,6 +106,11 @@ make)
     conf shop "$APPID" "$SECRET" "$url"                         # wxtoken@shop
     conf bad "$APPID" "wrong-secret" "$url"                     # wxtoken@bad: errcode, exit 78
     conf down "$APPID" "$SECRET" "http://127.0.0.1:$closed_port" "WXTOKEN_MAX_TIME=5"  # exit 75
+    # What the checks need from out here: the README's drop-in for WXTOKEN_GROUP, exactly as
+    # printed, and where the fake's control endpoint is (the container shares this loopback).
+    "$here/readme-block.sh" group-drop-in >"$root/root/group-drop-in.conf"
+    echo "$control" >"$root/root/fake-control"
+    echo "$APPID" >"$root/root/fake-appid"
     check=check-inside.sh
     ;;
 deb)

@@ -28,8 +28,10 @@ listing() { (cd "$1" && find . \( -type f -o -type l \) -printf '%m %p\n' | sort
 d=$work/dest-local
 CARGO_TARGET_DIR=$work/target make -s -C "$repo" install DESTDIR="$d" >/dev/null
 expected_local="644 ./etc/wxtoken/wxtoken.conf
+644 ./usr/local/lib/systemd/system/wxtoken.path
 644 ./usr/local/lib/systemd/system/wxtoken.service
 644 ./usr/local/lib/systemd/system/wxtoken.timer
+644 ./usr/local/lib/systemd/system/wxtoken@.path
 644 ./usr/local/lib/systemd/system/wxtoken@.service
 644 ./usr/local/lib/systemd/system/wxtoken@.timer
 644 ./usr/local/lib/sysusers.d/wxtoken.conf
@@ -62,7 +64,7 @@ d=$work/dest-usr
 make -s -C "$repo" install DESTDIR="$d" PREFIX=/usr BIN="$work/target/release/wxtoken" >/dev/null
 [ -x "$d/usr/bin/wxtoken" ] && ok "PREFIX=/usr: /usr/bin/wxtoken" || fail "PREFIX=/usr: /usr/bin/wxtoken missing"
 same=1
-for u in wxtoken.service wxtoken.timer wxtoken@.service wxtoken@.timer; do
+for u in wxtoken.service wxtoken.timer wxtoken.path wxtoken@.service wxtoken@.timer wxtoken@.path; do
     cmp -s "$repo/systemd/$u" "$d/usr/lib/systemd/system/$u" || { same=0; fail "PREFIX=/usr: $u differs from systemd/$u"; }
 done
 [ "$same" = 1 ] && ok "PREFIX=/usr: units installed unchanged"
