@@ -316,6 +316,10 @@ fn a_hanging_hook_is_killed_within_max_time_with_what_it_started() {
     r.expect(75)
         .stderr_has("--on-change hook")
         .stderr_has("killed, with every process it started");
+    show(&format!(
+        "a hanging hook with --max-time 4: the run ended after {:.2} s",
+        r.elapsed.as_secs_f64()
+    ));
     assert!(r.elapsed < Duration::from_millis(5500), "{:?}", r.elapsed);
     assert!(fake.is_valid(&site.token()));
     let alive = |pidfile: &str| {
