@@ -269,7 +269,7 @@ fn unreadable(path: &Path) -> String {
 }
 
 /// The name for a uid (from /etc/passwd) or gid (from /etc/group), else the number.
-fn name_of(table: &str, id: u32) -> String {
+pub fn name_of(table: &str, id: u32) -> String {
     fs::read_to_string(table)
         .ok()
         .and_then(|t| {
