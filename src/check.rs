@@ -650,13 +650,14 @@ impl Units {
             .map(|s| s.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let state = if state.is_empty() { "none" } else { &state };
         r.fail(
             &item,
             format!(
                 "{} is outside its StateDirectory ({state}) and no ReadWritePaths= in {files} \
                  covers it: with ProtectSystem=strict the service cannot write there. Add a \
                  drop-in: mkdir -p /etc/systemd/system/{name}.d && printf \
-                 '[Service]\\nReadWritePaths={}\\n' > /etc/systemd/system/{name}.d/output.conf \
+                 '[Service]\\nReadWritePaths={}\\n' >> /etc/systemd/system/{name}.d/output.conf \
                  && systemctl daemon-reload",
                 dir.display(),
                 abs.display(),

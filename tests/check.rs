@@ -379,7 +379,7 @@ fn outputs_outside_the_state_directory_need_read_write_paths() {
         &run,
         "FAIL unit wxtoken.service:",
         &format!(
-            "printf '[Service]\\nReadWritePaths={}\\n' > /etc/systemd/system/wxtoken.service.d/",
+            "printf '[Service]\\nReadWritePaths={}\\n' >> /etc/systemd/system/wxtoken.service.d/",
             dir.display()
         ),
     );
