@@ -34,6 +34,37 @@ pub enum Command {
     /// privilege beyond reading the token file: it leaves a request in the request directory
     /// beside the output, which wxtoken.path turns into a refresh run within seconds.
     ReportStale(ReportArgs),
+    /// Check the configuration as the service will see it (takes refresh's flags and variables):
+    /// one PASS / FAIL / SKIP line per item, every item checked. Exit 0 when nothing failed, 78
+    /// otherwise. Writes nothing (the write test creates and removes a temp file).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub refresh: RefreshArgs,
+
+    /// Also fetch a token (stable API, normal mode: harmless) and probe it, writing nothing. With
+    /// --api legacy or wecom a fetch would retire the current token, so the token in the file is
+    /// only probed, unless --yes-retire-current-token is given too.
+    #[arg(long)]
+    pub online: bool,
+
+    /// With --online and --api legacy or wecom: fetch anyway, although the fetch retires the token
+    /// the file holds (and any other program's for this appid) 5 minutes later.
+    #[arg(long, requires = "online")]
+    pub yes_retire_current_token: bool,
+
+    /// The systemd unit that runs refresh with these settings: its StateDirectory= and
+    /// ReadWritePaths= (drop-ins included) must cover every output directory. wxtoken@NAME for an
+    /// instance; "none" skips this item.
+    #[arg(long, value_name = "NAME", default_value = "wxtoken.service")]
+    pub unit: String,
+
+    /// Look for the unit files under this directory instead of / (e.g. a DESTDIR staging).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub unit_root: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::fs::{self, Metadata};
 use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::debug;
@@ -108,7 +108,7 @@ impl Config {
     }
 }
 
-fn check_appid(appid: Option<&str>, api: Api) -> Result<String> {
+pub fn check_appid(appid: Option<&str>, api: Api) -> Result<String> {
     let what = if api == Api::Wecom { "corpid" } else { "appid" };
     let appid = appid.map(str::trim).unwrap_or("");
     if appid.is_empty() {
@@ -128,24 +128,27 @@ fn check_appid(appid: Option<&str>, api: Api) -> Result<String> {
     Ok(appid.to_string())
 }
 
-fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
-    let mut from_credential = false;
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
+/// Where the secret is read from: `--secret-file`, else systemd's credential when it exists
+/// (true: from `$CREDENTIALS_DIRECTORY`).
+pub fn secret_path(explicit: Option<&Path>) -> Result<(PathBuf, bool)> {
+    match explicit {
+        Some(p) => Ok((p.to_path_buf(), false)),
         None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) if Path::new(&dir).join(CREDENTIAL_NAME).exists() => {
-                from_credential = true;
-                Path::new(&dir).join(CREDENTIAL_NAME)
+                Ok((Path::new(&dir).join(CREDENTIAL_NAME), true))
             }
-            _ => {
-                return Err(Error::config(format!(
-                    "no secret: give --secret-file / WXTOKEN_SECRET_FILE, or run under systemd with \
-                     LoadCredential={CREDENTIAL_NAME}:/etc/wxtoken/secret (the secret is never taken from \
-                     the command line or the environment)"
-                )));
-            }
+            _ => Err(Error::config(format!(
+                "no secret: give --secret-file / WXTOKEN_SECRET_FILE, or run under systemd with \
+                 LoadCredential={CREDENTIAL_NAME}:/etc/wxtoken/secret (the secret is never taken from \
+                 the command line or the environment)"
+            ))),
         },
-    };
+    }
+}
+
+/// The secret and, for messages, where it came from (never the secret itself).
+pub fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
+    let (path, from_credential) = secret_path(explicit)?;
     let shown = path.display().to_string();
     let (meta, raw) = read_small_file(&path, MAX_SECRET_LEN)
         .map_err(|why| Error::config(format!("the secret file {shown} {why}")))?;
@@ -220,7 +223,7 @@ fn read_small_file(path: &Path, cap: u64) -> std::result::Result<(Metadata, Vec<
 
 /// The certificates of `--ca-file`. Read here, once, so that a missing or empty file fails the
 /// run that meets it, not a run two hours later when the token is due.
-fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
+pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
     let shown = path.display();
     let (_, pem) = read_small_file(path, MAX_CA_FILE_LEN)
         .map_err(|why| Error::config(format!("the CA file {shown} (--ca-file) {why}")))?;
@@ -332,22 +335,26 @@ fn is_loopback_host(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn check_bases(
-    given: &[String],
-    api: Api,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Base>> {
+/// The base URLs as given (`--api-base`), else the API's defaults.
+pub fn base_list(given: &[String], api: Api) -> Vec<&str> {
     let given: Vec<&str> = given
         .iter()
         .map(|b| b.trim())
         .filter(|b| !b.is_empty())
         .collect();
-    let given = if given.is_empty() {
+    if given.is_empty() {
         api.default_bases().to_vec()
     } else {
         given
-    };
-    given
+    }
+}
+
+fn check_bases(
+    given: &[String],
+    api: Api,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Base>> {
+    base_list(given, api)
         .into_iter()
         .map(|s| {
             let mut base = parse_base(s)?;
@@ -363,6 +370,14 @@ fn check_bases(
 /// then `ALL_PROXY`. The first variable that is set decides, and set but empty means direct.
 /// ureq's own choice (ALL_PROXY first, HTTP_PROXY for https too) is not used.
 pub fn choose_proxy(base: &Base, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Proxy>> {
+    Ok(proxy_choice(base, env)?.map(|(_, proxy)| proxy))
+}
+
+/// [`choose_proxy`]'s choice and the variable it came from.
+pub fn proxy_choice(
+    base: &Base,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(&'static str, Proxy)>> {
     if let Some(list) = env("no_proxy").or_else(|| env("NO_PROXY"))
         && no_proxy_matches(&list, &base.host)
     {
@@ -393,7 +408,7 @@ pub fn choose_proxy(base: &Base, env: &dyn Fn(&str) -> Option<String>) -> Result
         proxy.host(),
         proxy.port()
     );
-    Ok(Some(proxy))
+    Ok(Some((name, proxy)))
 }
 
 /// An HTTP CONNECT proxy URL as curl reads it (no scheme means http://). The message never
@@ -482,7 +497,7 @@ fn ip_in(ip: IpAddr, token: &str) -> bool {
 }
 
 /// A group name from /etc/group, or a number. (NSS-only groups can be given by number.)
-fn resolve_group(group: &str) -> Result<u32> {
+pub fn resolve_group(group: &str) -> Result<u32> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
@@ -504,7 +519,7 @@ fn resolve_group(group: &str) -> Result<u32> {
 
 /// fchown to a group needs root (CAP_CHOWN) or membership; found here, not at the first refresh
 /// two hours from now, after every retry failed the same way.
-fn check_group_usable(group: &str, gid: u32) -> Result<()> {
+pub fn check_group_usable(group: &str, gid: u32) -> Result<()> {
     // SAFETY: these calls only read the process's credentials.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if group_usable(gid, euid, egid, &supplementary_groups()) {
@@ -537,7 +552,7 @@ fn supplementary_groups() -> Vec<u32> {
     }
 }
 
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 4096];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();

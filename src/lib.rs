@@ -7,6 +7,7 @@
 //! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
 pub mod atomic;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod deadline;

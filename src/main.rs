@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Refresh(args) => wxtoken::refresh::run(args),
         Command::Status(args) => wxtoken::status::run(args),
         Command::ReportStale(args) => wxtoken::report::run(args),
+        Command::Check(args) => wxtoken::check::run(args),
     };
     match result {
         // Each subcommand picks its own success statuses: refresh 0; status 0 fresh, 1 not.

@@ -168,6 +168,7 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
         st,
         dirty: false,
         fetched: false,
+        base: None,
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
@@ -240,6 +241,8 @@ struct Run<'a> {
     dirty: bool,
     /// A token was fetched and published by this run.
     fetched: bool,
+    /// The base URL that answered this run's token fetch.
+    base: Option<String>,
 }
 
 impl Run<'_> {
@@ -374,10 +377,15 @@ impl Run<'_> {
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
     fn record(&mut self, result: &Result<ExitCode>) {
+        let base = self.base.clone().or_else(|| {
+            let last = self.st.last_run.as_ref();
+            last.and_then(|o| o.base.clone())
+        });
         let outcome = match result {
             Ok(_) => state::Outcome {
                 at: unix_now(),
                 result: if self.fetched { "refreshed" } else { "fresh" }.into(),
+                base,
                 ..state::Outcome::default()
             },
             Err(e) => state::Outcome {
@@ -387,6 +395,7 @@ impl Run<'_> {
                 class: e.kind.class().into(),
                 errcode: e.errcode,
                 message: crate::logging::scrub(&e.message),
+                base,
             },
         };
         self.st.record_outcome(outcome);
@@ -615,6 +624,7 @@ impl Run<'_> {
             grant = self.fetch(current, force, now)?;
         }
         register_token(&grant.value);
+        self.base = Some(grant.base.clone());
         let same = current.is_some_and(|c| c.file.access_token == grant.value);
         let new_expiry = now.saturating_add(grant.expires_in);
         if let Some(cur) = current

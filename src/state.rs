@@ -48,6 +48,9 @@ pub struct Outcome {
     pub errcode: Option<i64>,
     /// The error (one line, no secret, tokens masked), empty on success.
     pub message: String,
+    /// The base URL that answered the last token fetch: this run's, else the one before it
+    /// (carried over, so a fallback base in use shows between refreshes too).
+    pub base: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -51,6 +51,8 @@ pub struct Report {
     pub appid: Option<String>,
     pub api: Option<String>,
     pub tickets: Vec<(String, Option<i64>)>,
+    /// The base URL that answered the last token fetch.
+    pub last_base: Option<String>,
 }
 
 impl Report {
@@ -93,6 +95,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
         appid: None,
         api: None,
         tickets: Vec::new(),
+        last_base: None,
     };
     let Some(path) = args
         .files
@@ -112,6 +115,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
     if let Some(st) = &st {
         r.consecutive_failures = st.consecutive_failures;
         r.last_error = st.last_error.as_ref().map(|e| e.message.clone());
+        r.last_base = st.last_run.as_ref().and_then(|o| o.base.clone());
     }
 
     if let Err(e) = fs::File::open(path)
@@ -265,7 +269,7 @@ fn unreadable(path: &Path) -> String {
 }
 
 /// The name for a uid (from /etc/passwd) or gid (from /etc/group), else the number.
-fn name_of(table: &str, id: u32) -> String {
+pub fn name_of(table: &str, id: u32) -> String {
     fs::read_to_string(table)
         .ok()
         .and_then(|t| {
@@ -326,6 +330,7 @@ fn render_json(r: &Report, args: &StatusArgs) -> String {
         "warn": args.warn,
         "crit": args.crit,
         "tickets": tickets,
+        "last_base": r.last_base,
     });
     let mut s = serde_json::to_string_pretty(&v).expect("plain value serializes");
     s.push('\n');

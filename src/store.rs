@@ -458,7 +458,7 @@ fn load_token_file(path: &Path) -> Result<Option<TokenFile>> {
 /// An admin running wxtoken by hand as root against the service's directory would leave root-owned
 /// files (the lock among them) that the service's user can no longer open: every later timer run
 /// would fail. Refuse, and say how to run it instead.
-fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
+pub fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let owner = fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
@@ -480,6 +480,23 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    refuse_root_creating(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| {
+            Error::cant_create(format!(
+                "cannot create the output directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    info!("created {}", dir.display());
+    Ok(())
+}
+
+/// Err when this process must not create the missing directory `dir`.
+pub fn refuse_root_creating(dir: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 && dir.starts_with(SERVICE_DIR) {
         // Created by root, it (and the lock and token in it) would lock the service's user out on
@@ -492,17 +509,6 @@ fn ensure_dir(dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .map_err(|e| {
-            Error::cant_create(format!(
-                "cannot create the output directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    info!("created {}", dir.display());
     Ok(())
 }
 

@@ -227,3 +227,35 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// A fallback in use shows in `status --json` as `last_base`, also after later runs that found
+/// the file fresh and called nobody.
+#[test]
+fn json_names_the_base_that_answered_the_last_fetch() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    // A port nobody listens on: bind, note the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bases = format!("http://{dead},{}", fake.base_url());
+    let last_base = || {
+        let r = status(&site, &["--json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        v["last_base"].clone()
+    };
+    site.refresh(&fake)
+        .args(&["--api-base", &bases])
+        .run()
+        .expect(0);
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(last_base(), Value::from(fake.base_url()));
+    site.refresh(&fake)
+        .args(&["--api-base", &bases, "--probe-every", "0"])
+        .run()
+        .expect(0)
+        .stderr_has("still fresh");
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(last_base(), Value::from(fake.base_url()));
+}

@@ -110,6 +110,30 @@ expect "wxtoken.service ran as user wxtoken (journal _UID of its log lines)" "$(
 systemctl start wxtoken.service
 expect "second wxtoken.service run (file fresh) succeeds" "success 0" "$(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
 
+# --- wxtoken check run as the README says: the service's user, credential and settings ----------
+# as_service [systemd-run -p ...] -- ARGS: the README's systemd-run line; output in $out, status in $rc.
+as_service() {
+    local props=()
+    while [ "$1" != -- ]; do props+=("$1"); shift; done
+    shift
+    out=$(systemd-run --quiet --pipe --wait -p User=wxtoken "${props[@]}" /usr/local/bin/wxtoken "$@" 2>>"$D"); rc=$?
+    echo "---- wxtoken $* (rc $rc)" >>"$D"; echo "$out" >>"$D"
+}
+# has NAME TEXT: a check line of $out contains TEXT
+has() { if grep -qF -- "$2" <<<"$out"; then ok "$1"; else fail "$1" "no '$2' in: $(tr '\n' '|' <<<"$out")"; fi; }
+as_service -p LoadCredential=wxtoken-secret:/etc/wxtoken/secret -p EnvironmentFile=/etc/wxtoken/wxtoken.conf -- check --online
+expect "check --online as the service exits 0" 0 "$rc"
+has "check ran as user wxtoken" "INFO user: checking as user wxtoken"
+has "check: secret from the credential" 'from $CREDENTIALS_DIRECTORY'
+has "check: unit's StateDirectory covers the output" "PASS unit wxtoken.service: /var/lib/wxtoken: within its StateDirectory /var/lib/wxtoken"
+has "check: the service's user can replace the token file" "PASS file: /var/lib/wxtoken/access_token.json: a regular file"
+has "check --online fetched" "PASS online fetch:"
+has "check --online probed" "PASS online probe:"
+as_service -p LoadCredential=wxtoken-secret:/etc/wxtoken/shop.secret -p Environment=WXTOKEN_OUT=/var/lib/wxtoken/shop/access_token.json \
+    -p EnvironmentFile=/etc/wxtoken/shop.conf -- check --online --unit wxtoken@shop
+expect "check of the instance exits 0" 0 "$rc"
+has "check: the instance's StateDirectory (%i)" "PASS unit wxtoken@shop.service: /var/lib/wxtoken/shop: within its StateDirectory /var/lib/wxtoken/shop"
+
 # --- a wrong secret: exit 78, no restart, the unit stays failed, the journal names the errcode ---
 systemctl start wxtoken@bad.service; rc=$?
 debug systemctl status --no-pager wxtoken@bad.service
@@ -131,6 +155,31 @@ done
 debug systemctl status --no-pager wxtoken@down.service
 expect "wxtoken@down.service (unreachable API) exits 75 and waits to restart" "auto-restart 75" "$state"
 systemctl stop wxtoken@down.service
+
+# --- an output outside the state directory: check says so and gives the drop-in, which works ----
+install -d -o wxtoken -g wxtoken -m 0750 /srv/wx
+mkdir -p /etc/systemd/system/wxtoken.service.d
+printf '[Service]\nEnvironment=WXTOKEN_OUT=/srv/wx/access_token.json\n' >/etc/systemd/system/wxtoken.service.d/out.conf
+systemctl daemon-reload
+systemctl start wxtoken.service
+expect "wxtoken.service cannot write /srv/wx without ReadWritePaths (73)" "exit-code 73" "$(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
+systemctl stop wxtoken.service; systemctl reset-failed wxtoken.service
+as_service -p LoadCredential=wxtoken-secret:/etc/wxtoken/secret -p Environment=WXTOKEN_OUT=/srv/wx/access_token.json \
+    -p EnvironmentFile=/etc/wxtoken/wxtoken.conf -- check
+expect "check of an output outside the state directory exits 78" 78 "$rc"
+has "check: ReadWritePaths missing" "FAIL unit wxtoken.service: /srv/wx is outside its StateDirectory (/var/lib/wxtoken)"
+# The fix exactly as the FAIL line prints it.
+fix=$(grep -o "mkdir -p /etc/systemd/system/wxtoken.service.d && printf .* && systemctl daemon-reload" <<<"$out")
+if [ -n "$fix" ] && bash -c "$fix" >>"$D" 2>&1; then ok "the drop-in check printed applies"; else fail "the drop-in check printed" "'$fix'"; fi
+debug cat /etc/systemd/system/wxtoken.service.d/output.conf
+as_service -p LoadCredential=wxtoken-secret:/etc/wxtoken/secret -p Environment=WXTOKEN_OUT=/srv/wx/access_token.json \
+    -p EnvironmentFile=/etc/wxtoken/wxtoken.conf -- check
+expect "check with the drop-in exits 0" 0 "$rc"
+systemctl start wxtoken.service
+expect "wxtoken.service with the drop-in writes /srv/wx" "success 0" "$(prop wxtoken.service Result) $(prop wxtoken.service ExecMainStatus)"
+[ -f /srv/wx/access_token.json ] && ok "/srv/wx/access_token.json written" || fail "/srv/wx/access_token.json written" "missing"
+rm -f /etc/systemd/system/wxtoken.service.d/out.conf /etc/systemd/system/wxtoken.service.d/output.conf
+systemctl daemon-reload
 
 # --- the files in another group: WXTOKEN_GROUP=www-data with the README's drop-in ---------------
 # www-data leaves group wxtoken: from now on only group www-data can give it the files.

@@ -1,0 +1,767 @@
+//! `wxtoken check [--online]`: the configuration as the service will see it. Every item is
+//! checked and reported, not only the first problem, with the same functions a refresh uses
+//! (config.rs, store.rs, atomic.rs). Nothing is written: the write test is a temp file created
+//! and removed the way a refresh prepares one, the token files are never touched, no lock is
+//! taken, and `--online` keeps what it fetched to itself.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::atomic::{Pending, check_regular, dir_of};
+use crate::cli::{CheckArgs, RefreshArgs};
+use crate::config::{self, Config};
+use crate::deadline::Deadline;
+use crate::error::Result;
+use crate::logging::{mask, register_token, scrub};
+use crate::state::STATE_NAME;
+use crate::status::name_of;
+use crate::store::{self, Format, LOCK_NAME, Store};
+use crate::tickets;
+use crate::vocab::{secs_until, unix_now};
+use crate::wechat::{Client, Context, Probe, Purpose};
+
+/// The lines printed so far and how many of each.
+struct Report {
+    failed: u32,
+    passed: u32,
+    skipped: u32,
+}
+
+impl Report {
+    fn line(&mut self, tag: &str, item: &str, text: impl Display) {
+        // Every message is built from names and paths, never from the secret; scrub anyway, as
+        // the logger does, so that no future message can leak it.
+        let text = scrub(&text.to_string());
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`wxtoken check | head -3`) is not worth a panic.
+        let _ = writeln!(out, "{tag} {item}: {text}").and_then(|()| out.flush());
+    }
+    fn pass(&mut self, item: &str, text: impl Display) {
+        self.passed += 1;
+        self.line("PASS", item, text);
+    }
+    fn fail(&mut self, item: &str, text: impl Display) {
+        self.failed += 1;
+        self.line("FAIL", item, text);
+    }
+    fn skip(&mut self, item: &str, text: impl Display) {
+        self.skipped += 1;
+        self.line("SKIP", item, text);
+    }
+}
+
+pub fn run(args: &CheckArgs) -> Result<ExitCode> {
+    let a = &args.refresh;
+    let mut r = Report {
+        failed: 0,
+        passed: 0,
+        skipped: 0,
+    };
+    // SAFETY: these calls only read the process's credentials.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let user = config::user_name(euid).unwrap_or_else(|| euid.to_string());
+    r.line(
+        "INFO",
+        "user",
+        format!(
+            "checking as user {user} (uid {euid}), group {} (gid {egid}): run this as the \
+             service's user to see what it sees",
+            name_of("/etc/group", egid)
+        ),
+    );
+
+    match config::check_appid(a.appid.as_deref(), a.api) {
+        Ok(id) => r.pass("appid", format!("{id} ({} API)", a.api.name())),
+        Err(e) => r.fail("appid", e),
+    }
+    check_secret(&mut r, a);
+    let env = |k: &str| std::env::var(k).ok();
+    for given in config::base_list(&a.api_base, a.api) {
+        check_base(&mut r, given, &env);
+    }
+    match &a.ca_file {
+        None => r.pass("ca-file", "none given: the system's trust store only"),
+        Some(path) => match config::load_ca_file(path) {
+            Ok(certs) => r.pass(
+                "ca-file",
+                format!(
+                    "{}: {} certificate(s), added to the system's trust store",
+                    path.display(),
+                    certs.len()
+                ),
+            ),
+            Err(e) => r.fail("ca-file", e),
+        },
+    }
+    for t in &a.files.tickets {
+        match t.check(a.api) {
+            Ok(()) => r.pass(
+                "ticket",
+                format!("{} with the {} API", t.name(), a.api.name()),
+            ),
+            Err(e) => r.fail("ticket", e),
+        }
+    }
+    let gid = check_group(&mut r, a, &user, egid);
+    match Store::new(&a.files.outs, a.mode, gid) {
+        Ok(s) => r.pass(
+            "out",
+            format!(
+                "{} output(s); the state and tickets go beside {}",
+                s.outs.len(),
+                s.state.display()
+            ),
+        ),
+        Err(e) => r.fail("out", e),
+    }
+
+    let units = if args.unit == "none" {
+        r.skip(
+            "unit",
+            "--unit none: the unit's writable paths are not checked",
+        );
+        None
+    } else {
+        let found = Units::load(&args.unit_root, &args.unit);
+        if found.files.is_empty() {
+            r.skip(
+                "unit",
+                format!(
+                    "no unit file {} under {} (in {}): not installed here, or give --unit NAME",
+                    found.name,
+                    args.unit_root.display(),
+                    UNIT_DIRS.join(", ")
+                ),
+            );
+            None
+        } else {
+            Some(found)
+        }
+    };
+    for dir in directories(a, gid) {
+        check_dir(&mut r, &dir, units.as_ref(), &user);
+    }
+    if args.online {
+        online(&mut r, args);
+    }
+    let code = if r.failed > 0 { 78 } else { 0 };
+    r.line(
+        "INFO",
+        "result",
+        format!(
+            "{} failed, {} passed, {} skipped: exit {code}",
+            r.failed, r.passed, r.skipped
+        ),
+    );
+    Ok(ExitCode::from(code))
+}
+
+fn check_secret(r: &mut Report, a: &RefreshArgs) {
+    let (path, from_credential) = match config::secret_path(a.secret_file.as_deref()) {
+        Ok(found) => found,
+        Err(e) => return r.fail("secret", e),
+    };
+    let from = if from_credential {
+        "$CREDENTIALS_DIRECTORY, i.e. the unit's LoadCredential="
+    } else {
+        "--secret-file / WXTOKEN_SECRET_FILE"
+    };
+    match config::load_secret(a.secret_file.as_deref()) {
+        Ok(_) => {
+            let owner = fs::metadata(&path).map_or(String::new(), |m| {
+                format!(
+                    ", {}:{} mode {:04o}",
+                    name_of("/etc/passwd", m.uid()),
+                    name_of("/etc/group", m.gid()),
+                    m.mode() & 0o7777
+                )
+            });
+            r.pass(
+                "secret",
+                format!(
+                    "{} (from {from}): readable by this user, not by others{owner}; one word (not shown)",
+                    path.display()
+                ),
+            )
+        }
+        Err(e) => r.fail("secret", format!("{e} (from {from})")),
+    }
+}
+
+fn check_base(r: &mut Report, given: &str, env: &dyn Fn(&str) -> Option<String>) {
+    let base = match config::parse_base(given) {
+        Ok(b) => b,
+        Err(e) => return r.fail("base", e),
+    };
+    match config::proxy_choice(&base, env) {
+        Ok(Some((var, proxy))) => r.pass(
+            "base",
+            format!(
+                "{}: through the proxy {}:{} (from {var})",
+                base.url,
+                proxy.host(),
+                proxy.port()
+            ),
+        ),
+        Ok(None) => {
+            let bypass = env("no_proxy")
+                .or_else(|| env("NO_PROXY"))
+                .is_some_and(|list| config::no_proxy_matches(&list, &base.host));
+            let how = if bypass {
+                "direct (no_proxy / NO_PROXY matches)"
+            } else {
+                "direct (no proxy variable applies)"
+            };
+            r.pass("base", format!("{}: {how}", base.url))
+        }
+        Err(e) => r.fail("base", format!("{}: {e}", base.url)),
+    }
+}
+
+/// The group the files get, when it can be given; None (the process's group) otherwise, so the
+/// write tests below do not fail again for the reason reported here.
+fn check_group(r: &mut Report, a: &RefreshArgs, user: &str, egid: u32) -> Option<u32> {
+    let Some(group) = a.group.as_deref() else {
+        r.pass(
+            "group",
+            format!(
+                "none given: the files get this process's group {} (gid {egid})",
+                name_of("/etc/group", egid)
+            ),
+        );
+        return None;
+    };
+    let checked = config::resolve_group(group)
+        .and_then(|gid| config::check_group_usable(group, gid).map(|()| gid));
+    match checked {
+        Ok(gid) => {
+            r.pass(
+                "group",
+                format!("{group} (gid {gid}): user {user} may give it to the files"),
+            );
+            Some(gid)
+        }
+        Err(e) => {
+            r.fail("group", e);
+            None
+        }
+    }
+}
+
+/// A directory a refresh writes into, and the files it writes there.
+struct Dir {
+    path: PathBuf,
+    /// Output directories are created (and locked) by refresh; the metrics file's is not.
+    outputs: bool,
+    files: Vec<(PathBuf, u32, Option<u32>)>,
+}
+
+/// Every file a refresh may write, by directory: the outputs, the state and ticket files beside
+/// the first .json, the metrics file.
+fn directories(a: &RefreshArgs, gid: Option<u32>) -> Vec<Dir> {
+    let mut files: Vec<(PathBuf, u32, Option<u32>, bool)> = Vec::new();
+    for out in &a.files.outs {
+        files.push((out.clone(), a.mode, gid, true));
+    }
+    let state = a
+        .files
+        .outs
+        .iter()
+        .find(|p| Format::of(p).is_ok_and(|f| f == Format::Json));
+    if let Some(state) = state {
+        let dir = dir_of(state);
+        files.push((dir.join(STATE_NAME), a.mode, gid, true));
+        for &t in &a.files.tickets {
+            files.push((tickets::path_for(dir, t), a.mode, gid, true));
+        }
+    }
+    if let Some(m) = &a.metrics {
+        // As metrics::write writes it.
+        files.push((m.clone(), 0o644, None, false));
+    }
+    let mut dirs: Vec<Dir> = Vec::new();
+    for (path, mode, gid, outputs) in files {
+        let d = dir_of(&path).to_path_buf();
+        let i = match dirs.iter().position(|x| x.path == d) {
+            Some(i) => i,
+            None => {
+                dirs.push(Dir {
+                    path: d,
+                    outputs: false,
+                    files: Vec::new(),
+                });
+                dirs.len() - 1
+            }
+        };
+        dirs[i].outputs |= outputs;
+        if !dirs[i].files.iter().any(|(p, _, _)| *p == path) {
+            dirs[i].files.push((path, mode, gid));
+        }
+    }
+    dirs
+}
+
+fn check_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
+    let shown = dir.path.display();
+    if let Some(units) = units {
+        units.check(r, &dir.path);
+    }
+    match fs::metadata(&dir.path) {
+        Ok(m) if m.is_dir() => {
+            if let Err(e) = store::refuse_root_in_foreign_dir(&dir.path) {
+                return r.fail("dir", e);
+            }
+            let owner = format!(
+                "{}:{} mode {:04o}",
+                name_of("/etc/passwd", m.uid()),
+                name_of("/etc/group", m.gid()),
+                m.mode() & 0o7777
+            );
+            let lock = if dir.outputs {
+                match check_lock(&dir.path.join(LOCK_NAME)) {
+                    Ok(how) => how,
+                    Err(e) => return r.fail("dir", format!("{shown}: {e}")),
+                }
+            } else {
+                ""
+            };
+            r.pass("dir", format!("{shown}: {owner}{lock}"));
+            for (path, mode, gid) in &dir.files {
+                check_file(r, path, *mode, *gid, user);
+            }
+        }
+        Ok(_) => r.fail("dir", format!("{shown} is not a directory")),
+        Err(e) if e.kind() == ErrorKind::NotFound => missing_dir(r, dir, units, user),
+        Err(e) => r.fail("dir", format!("{shown}: {e}")),
+    }
+}
+
+/// The lock file must be missing (a refresh creates it) or a regular file this user can open.
+fn check_lock(path: &Path) -> std::result::Result<&'static str, String> {
+    check_regular(path).map_err(|e| e.message)?;
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(_) => Ok("; its lock file opens"),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok("; no lock file yet"),
+        Err(e) => Err(format!(
+            "the lock file {} cannot be opened by this user: {e}. Was refresh run there as \
+             another user? Remove it; the next run creates it",
+            path.display()
+        )),
+    }
+}
+
+fn missing_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
+    let shown = dir.path.display();
+    if !dir.outputs {
+        return r.fail(
+            "dir",
+            format!("{shown} does not exist, and refresh does not create it (metrics): create it"),
+        );
+    }
+    if let Some(sd) = units.and_then(|u| u.state_dirs.iter().find(|s| **s == dir.path)) {
+        return r.pass(
+            "dir",
+            format!(
+                "{shown} does not exist yet: systemd creates it for the service's user when the \
+                 unit starts (StateDirectory={})",
+                sd.strip_prefix("/var/lib").unwrap_or(sd).display()
+            ),
+        );
+    }
+    if let Err(e) = store::refuse_root_creating(&dir.path) {
+        return r.fail("dir", e);
+    }
+    let ancestor = dir
+        .path
+        .ancestors()
+        .skip(1)
+        .find(|p| p.as_os_str().is_empty() || p.is_dir())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("/"));
+    if may_write(ancestor) {
+        r.pass(
+            "dir",
+            format!(
+                "{shown} does not exist yet; the first refresh creates it (user {user} may write \
+                 {})",
+                ancestor.display()
+            ),
+        );
+    } else {
+        r.fail(
+            "dir",
+            format!(
+                "{shown} does not exist, and user {user} cannot create it ({} is not writable for \
+                 it). Create it: install -d -o {user} -m 0750 {shown}",
+                ancestor.display()
+            ),
+        );
+    }
+}
+
+/// May this process's effective user create entries in `dir`? (access(2) with AT_EACCESS: the
+/// effective ids, as a refresh would run; a read-only mount says EROFS.)
+fn may_write(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+    unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        ) == 0
+    }
+}
+
+/// What is at `path` now, and whether this user can replace it: a temp file beside it, created
+/// exactly as a refresh prepares one (name, mode, group, reserved space), then removed.
+fn check_file(r: &mut Report, path: &Path, mode: u32, gid: Option<u32>, user: &str) {
+    let now = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => format!("a regular file of {} bytes", m.len()),
+        // A special file: the error below says what it is.
+        Ok(_) => String::new(),
+        Err(_) => "missing (a refresh writes it)".into(),
+    };
+    match Pending::create(path, mode, gid) {
+        Ok(pending) => {
+            drop(pending);
+            let group = gid.map_or(String::new(), |g| {
+                format!(", group {}", name_of("/etc/group", g))
+            });
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            r.pass(
+                "file",
+                format!(
+                    "{}: {now}; user {user} can replace it (temp file .{name}.XXXXXX.tmp with \
+                     mode {mode:04o}{group} created and removed)",
+                    path.display()
+                ),
+            )
+        }
+        Err(e) if now.is_empty() => r.fail("file", e),
+        Err(e) => r.fail("file", format!("{e} (as user {user})")),
+    }
+}
+
+/// The unit directories systemd reads, highest priority first (systemd.unit(5), system units).
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// What a unit and its drop-ins say about where the service may write. Only `StateDirectory=`,
+/// `ReadWritePaths=` and `ProtectSystem=` of the `[Service]` section are read: the lines that
+/// decide it for wxtoken's own units.
+struct Units {
+    name: String,
+    /// The unit file, then its drop-ins in the order systemd applies them.
+    files: Vec<PathBuf>,
+    /// Absolute: /var/lib/ + each StateDirectory= entry.
+    state_dirs: Vec<PathBuf>,
+    read_write: Vec<PathBuf>,
+    protect_system: String,
+}
+
+impl Units {
+    fn load(root: &Path, unit: &str) -> Units {
+        let name = if unit.contains('.') {
+            unit.to_string()
+        } else {
+            format!("{unit}.service")
+        };
+        // wxtoken@shop.service: the template wxtoken@.service, instance "shop" (for %i).
+        let (template, instance) = match name.split_once('@') {
+            Some((head, tail)) => match tail.rsplit_once('.') {
+                Some((inst, suffix)) if !inst.is_empty() => {
+                    (Some(format!("{head}@.{suffix}")), inst.to_string())
+                }
+                _ => (None, String::new()),
+            },
+            None => (None, String::new()),
+        };
+        let under = |dir: &str| root.join(dir.trim_start_matches('/'));
+        let mut names = vec![name.clone()];
+        names.extend(template.clone());
+        // The instance's own file if there is one, else the template.
+        let fragment = names.iter().find_map(|n| {
+            UNIT_DIRS
+                .iter()
+                .map(|d| under(d).join(n))
+                .find(|p| p.is_file())
+        });
+        let mut files: Vec<PathBuf> = fragment.into_iter().collect();
+        if !files.is_empty() {
+            // A drop-in name in a higher-priority directory masks the same name below it; all
+            // are applied in the order of their file names.
+            let mut dropins: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
+            for d in UNIT_DIRS {
+                for n in &names {
+                    let Ok(entries) = fs::read_dir(under(d).join(format!("{n}.d"))) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        if p.extension().is_some_and(|x| x == "conf") && p.is_file() {
+                            dropins.entry(e.file_name()).or_insert(p);
+                        }
+                    }
+                }
+            }
+            files.extend(dropins.into_values());
+        }
+        let mut u = Units {
+            name,
+            files: Vec::new(),
+            state_dirs: Vec::new(),
+            read_write: Vec::new(),
+            protect_system: "no".into(),
+        };
+        for f in &files {
+            u.parse(&fs::read_to_string(f).unwrap_or_default(), &instance);
+        }
+        u.files = files;
+        u
+    }
+
+    fn parse(&mut self, text: &str, instance: &str) {
+        let expand = |w: &str| {
+            let w = w.trim_matches(|c| c == '"' || c == '\'');
+            w.replace("%i", instance)
+                .replace("%I", instance)
+                .replace("%%", "%")
+        };
+        let mut in_service = false;
+        let mut joined = String::new();
+        for raw in text.lines() {
+            let line = raw.trim();
+            if line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(head) = line.strip_suffix('\\') {
+                joined.push_str(head);
+                joined.push(' ');
+                continue;
+            }
+            joined.push_str(line);
+            let line = std::mem::take(&mut joined);
+            if line.starts_with('[') {
+                in_service = line == "[Service]";
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if !in_service {
+                continue;
+            }
+            let value = value.trim();
+            match key.trim() {
+                // An empty assignment resets the list, as in systemd.
+                "StateDirectory" if value.is_empty() => self.state_dirs.clear(),
+                "StateDirectory" => {
+                    for w in value.split_whitespace() {
+                        // "dir:symlink" (systemd 254+): the directory is the part before ':'.
+                        let w = expand(w);
+                        let dir = w.split(':').next().unwrap_or_default();
+                        self.state_dirs.push(Path::new("/var/lib").join(dir));
+                    }
+                }
+                "ReadWritePaths" if value.is_empty() => self.read_write.clear(),
+                "ReadWritePaths" => {
+                    for w in value.split_whitespace() {
+                        // "-": ignored when missing; "+": relative to RootDirectory= (unused).
+                        let w = expand(w);
+                        self.read_write
+                            .push(PathBuf::from(w.trim_start_matches(['-', '+'])));
+                    }
+                }
+                "ProtectSystem" => self.protect_system = value.to_string(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Can the service write `dir`, as far as these lines say?
+    fn check(&self, r: &mut Report, dir: &Path) {
+        let files = self
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let item = format!("unit {}", self.name);
+        // The service's working directory is /.
+        let abs = Path::new("/").join(dir);
+        if self.protect_system != "strict" {
+            return r.pass(
+                &item,
+                format!(
+                    "{}: ProtectSystem={} (not strict) in {files}: not made read-only by systemd",
+                    dir.display(),
+                    self.protect_system
+                ),
+            );
+        }
+        if let Some(sd) = self.state_dirs.iter().find(|s| abs.starts_with(s)) {
+            return r.pass(
+                &item,
+                format!(
+                    "{}: within its StateDirectory {}",
+                    dir.display(),
+                    sd.display()
+                ),
+            );
+        }
+        if let Some(rw) = self.read_write.iter().find(|p| abs.starts_with(p)) {
+            return r.pass(
+                &item,
+                format!(
+                    "{}: within its ReadWritePaths= {}",
+                    dir.display(),
+                    rw.display()
+                ),
+            );
+        }
+        let state = self
+            .state_dirs
+            .iter()
+            .map(|s| s.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let state = if state.is_empty() { "none" } else { &state };
+        r.fail(
+            &item,
+            format!(
+                "{} is outside its StateDirectory ({state}) and no ReadWritePaths= in {files} \
+                 covers it: with ProtectSystem=strict the service cannot write there. Add a \
+                 drop-in: mkdir -p /etc/systemd/system/{name}.d && printf \
+                 '[Service]\\nReadWritePaths={}\\n' >> /etc/systemd/system/{name}.d/output.conf \
+                 && systemctl daemon-reload",
+                dir.display(),
+                abs.display(),
+                name = self.name,
+            ),
+        );
+    }
+}
+
+/// One token fetch and one probe, with the run's own client, writing nothing: no token file, no
+/// run state, no lock.
+fn online(r: &mut Report, args: &CheckArgs) {
+    let Ok(cfg) = Config::from_args(&args.refresh) else {
+        return r.skip(
+            "online",
+            "not attempted: the configuration has errors (FAIL above)",
+        );
+    };
+    let deadline = Deadline::after(cfg.max_time);
+    let client = Client::new(&cfg);
+    let ctx = Context {
+        appid: &cfg.appid,
+        api: cfg.api,
+        secret_source: &cfg.secret_source,
+        purpose: Purpose::Token,
+    };
+    let api = cfg.api.name();
+    let state = cfg.store.state.display();
+    let now = unix_now();
+    let file_token = cfg
+        .store
+        .read_state()
+        .filter(|t| t.appid == cfg.appid && t.api == api);
+    let token = if cfg.api.fetch_retires_previous() && !args.yes_retire_current_token {
+        r.skip(
+            "online fetch",
+            format!(
+                "not made: with --api {api} every fetch issues a new token and retires the current \
+                 one 5 minutes later (the one in {state}, and any other program's for appid {}). \
+                 Add --yes-retire-current-token to fetch anyway",
+                cfg.appid
+            ),
+        );
+        match file_token {
+            Some(t) if secs_until(t.expires_at, now) > 0 => Some(t.access_token),
+            _ => {
+                r.skip(
+                    "online probe",
+                    format!(
+                        "no unexpired token of appid {} in {state} to probe",
+                        cfg.appid
+                    ),
+                );
+                None
+            }
+        }
+    } else {
+        match client.fetch_token(&ctx, &cfg.secret, false, &deadline) {
+            Ok(g) => {
+                register_token(&g.value);
+                let retired = if cfg.api.fetch_retires_previous() {
+                    match &file_token {
+                        Some(_) => format!(
+                            ". This fetch retires the token in {state} within 5 minutes: make \
+                             the service fetch now (wxtoken refresh --force with its settings)"
+                        ),
+                        None => ". Any other program's token for this appid dies within 5 minutes"
+                            .to_string(),
+                    }
+                } else {
+                    String::new()
+                };
+                r.pass(
+                    "online fetch",
+                    format!(
+                        "{} issued {} for {} ({api} API), valid {} s: the appid, the secret and \
+                         this host's IP are accepted; not written anywhere{retired}",
+                        g.base,
+                        mask(&g.value),
+                        cfg.appid,
+                        g.expires_in
+                    ),
+                );
+                Some(g.value)
+            }
+            Err(e) => {
+                r.fail("online fetch", e);
+                None
+            }
+        }
+    };
+    let Some(token) = token else { return };
+    match client.probe(&ctx, &token, &deadline) {
+        Probe::Alive => r.pass(
+            "online probe",
+            format!("WeChat accepts {} (get_api_domain_ip)", mask(&token)),
+        ),
+        Probe::Dead { errcode, errmsg } => r.fail(
+            "online probe",
+            format!(
+                "WeChat rejects {} (errcode {errcode}: {errmsg})",
+                mask(&token)
+            ),
+        ),
+        Probe::Unknown(why) => r.fail("online probe", format!("no verdict: {why}")),
+    }
+}
