@@ -188,6 +188,18 @@ pub fn inspect(args: &StatusArgs) -> Report {
                 ),
             );
         }
+        for h in &st.hooks_pending {
+            r.raise(
+                Level::Warning,
+                format!(
+                    "the change hook {} has not delivered the current token (failing since {} s \
+                     ago: {}); it is retried on every run",
+                    h.command,
+                    now.saturating_sub(h.since),
+                    h.error
+                ),
+            );
+        }
         if st.last_probe == "dead" {
             r.raise(
                 Level::Warning,

@@ -258,6 +258,18 @@ fn a_failing_hook_keeps_the_files_sets_the_exit_status_and_is_retried() {
     let pending = &state(&site)["hooks_pending"];
     assert_eq!(pending[0]["command"], fail.to_str().unwrap(), "{pending}");
 
+    // status names the hook that has not delivered.
+    let st = Cmd::new(&["status", "--out", site.out.to_str().unwrap()]).run();
+    assert_eq!(st.code, 1, "{}", st.stdout);
+    assert!(
+        st.stdout.contains(&format!(
+            "the change hook {} has not delivered",
+            fail.display()
+        )),
+        "{}",
+        st.stdout
+    );
+
     // The token did not change; the failed hook (only it) runs again.
     refresh().run().expect(75);
     assert_eq!((count("flaky.count"), count("rec.count")), (2, 1));
