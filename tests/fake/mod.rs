@@ -181,6 +181,7 @@ struct State {
     ticket_queue: VecDeque<Behaviour>,
     ticket_default: Behaviour,
     probe_queue: VecDeque<Behaviour>,
+    probe_default: Behaviour,
     requests: Vec<Request>,
     token_calls: usize,
     clock: Clock,
@@ -287,6 +288,7 @@ impl FakeWeChat {
                 ticket_queue: VecDeque::new(),
                 ticket_default: Behaviour::Normal,
                 probe_queue: VecDeque::new(),
+                probe_default: Behaviour::Normal,
                 requests: Vec::new(),
                 token_calls: 0,
                 clock: Clock {
@@ -365,6 +367,11 @@ impl FakeWeChat {
     /// Queues behaviours for `get_api_domain_ip` (the validity probe); Normal once it is empty.
     pub fn script_probes(&self, behaviours: Vec<Behaviour>) {
         self.shared.lock().probe_queue.extend(behaviours);
+    }
+
+    /// What probes get once their queue is empty (initially Normal): an outage, say.
+    pub fn set_probe_default(&self, b: Behaviour) {
+        self.shared.lock().probe_default = b;
     }
 
     /// Same as [`FakeWeChat::set_default`] for the ticket endpoints.
@@ -994,7 +1001,10 @@ fn handle(mut conn: Conn, shared: &Shared) {
                 Some(b) => b,
                 None => st.ticket_default.clone(),
             },
-            Endpoint::DomainIp => st.probe_queue.pop_front().unwrap_or(Behaviour::Normal),
+            Endpoint::DomainIp => match st.probe_queue.pop_front() {
+                Some(b) => b,
+                None => st.probe_default.clone(),
+            },
             _ => Behaviour::Normal,
         }
     };
