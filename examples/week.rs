@@ -11,7 +11,6 @@
 //! accepts it is the availability. Prints a Markdown table (docs/PERFORMANCE.md has the last run).
 
 #[path = "../tests/fake/mod.rs"]
-#[allow(dead_code)]
 mod fake;
 
 use std::path::{Path, PathBuf};
@@ -115,7 +114,7 @@ fn simulate(bin: &Path, api: &str, days: u64) -> (Tally, usize, usize) {
             next_inv += 1;
         }
         if now >= next_run {
-            let failing = in_outage(now) || rng.next() % 100 == 0;
+            let failing = in_outage(now) || rng.next().is_multiple_of(100);
             let outage_reply = Behaviour::Raw(503, "text/plain".into(), b"busy".to_vec());
             fake.set_default(if in_outage(now) {
                 outage_reply.clone()
