@@ -15,7 +15,7 @@
 //!   conffile, remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
 //!   (`cargo install cargo-deb`); WXTOKEN_TEST_DEB=0 skips it, in CI too.
 //!
-//! The two container tests leave this machine (debootstrap downloads Debian packages, ~155 MB kept
+//! The two container tests leave this machine (debootstrap downloads Debian packages, ~250 MB kept
 //! in /var/cache/wxtoken-test): they run only with WXTOKEN_TEST_SYSTEMD=1, which .ci/run sets, and
 //! print SKIPPED otherwise, under CI=true too. A missing tool (or not being root, for them) skips a
 //! test with a printed reason; with CI=true it fails it instead, so CI cannot pass without running
@@ -146,7 +146,7 @@ fn cargo() -> Command {
 }
 
 /// The container tests leave this machine (debootstrap downloads Debian packages) and keep a root
-/// of ~155 MB in /var/cache: they run only when asked. Not a requirement CI could lack: .ci/run
+/// of ~250 MB in /var/cache: they run only when asked. Not a requirement CI could lack: .ci/run
 /// asks, so even under CI=true an unset variable is a skip.
 fn systemd_tests_asked(test: &str) -> bool {
     if std::env::var("WXTOKEN_TEST_SYSTEMD").is_ok_and(|v| v == "1") {
@@ -154,7 +154,7 @@ fn systemd_tests_asked(test: &str) -> bool {
     }
     show(&format!(
         "SKIPPED {test}: downloads Debian packages (debootstrap) into /var/cache/wxtoken-test \
-         (~155 MB, kept) and boots them with systemd-nspawn; set WXTOKEN_TEST_SYSTEMD=1 to run"
+         (~250 MB, kept) and boots them with systemd-nspawn; set WXTOKEN_TEST_SYSTEMD=1 to run"
     ));
     false
 }

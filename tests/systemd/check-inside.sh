@@ -47,6 +47,7 @@ units_docs() {
     local u doc name bad= all=
     for u in "$@"; do
         for doc in $(prop "$u" Documentation); do
+            doc=${doc//\"/}  # systemctl show quotes each entry
             all="$all $doc"
             case $doc in
                 man:*) name=${doc#man:}; name=${name%)}
