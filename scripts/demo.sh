@@ -43,5 +43,17 @@ ls -l "$dir/state"
 # A second run finds the token fresh: no call to the (fake) WeChat.
 run
 # A wrong secret is a configuration error: exit 78, the good files stay as they were.
+before=$(cat "$dir/state/access_token.json" "$dir/state/access_token.php" "$dir/state/jsapi_ticket.json")
 printf 'wrong-secret\n' >"$dir/secret"
 run --force
+echo "== after the failed run: $dir/state/access_token.json"
+cat "$dir/state/access_token.json"
+echo "== ls -l $dir/state"
+ls -l "$dir/state"
+after=$(cat "$dir/state/access_token.json" "$dir/state/access_token.php" "$dir/state/jsapi_ticket.json")
+if [ "$before" = "$after" ]; then
+    echo "== the token, .php and ticket files are byte for byte the ones before the failed run"
+else
+    echo "== CHANGED: the failed run altered the files" >&2
+    exit 1
+fi

@@ -311,17 +311,35 @@ pub fn consume_requests(dir: &Path) -> (u64, Vec<String>) {
         return (0, Vec::new());
     };
     let (mut count, mut digests) = (0, Vec::new());
+    let (mut stuck, mut first_stuck) = (0u64, None);
     for entry in entries.flatten().take(MAX_REQUESTS) {
         count += 1;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // remove_file unlinks a symlink itself, never its target.
-        if let Err(e) = fs::remove_file(entry.path()) {
-            warn!("cannot remove the request {}: {e}", entry.path().display());
+        // The entry's own type (never a symlink's target): a symlink is unlinked, not followed.
+        // An empty directory (mkdir instead of touch) goes too; anything left keeps the path unit
+        // starting the service.
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir(entry.path()),
+            _ => fs::remove_file(entry.path()),
+        };
+        if let Err(e) = removed {
+            stuck += 1;
+            first_stuck.get_or_insert_with(|| format!("{name}: {e}"));
         }
         let name = name.to_ascii_lowercase();
         if crate::vocab::is_digest(&name) && !digests.contains(&name) {
             digests.push(name);
         }
+    }
+    if let Some(first) = first_stuck {
+        // One line per run, however many: a flood must not flood the journal.
+        warn!(
+            "cannot remove {stuck} of {count} request(s) in {} (first: {first}); while one is \
+             there, wxtoken.path starts the service again until its trigger limit: remove them \
+             as root (rm -r {}/*), then `systemctl restart wxtoken.path` (or wxtoken@NAME.path)",
+            dir.display(),
+            dir.display()
+        );
     }
     (count, digests)
 }

@@ -165,6 +165,60 @@ fn reports_of_other_tokens_cost_nothing_and_a_live_token_is_kept() {
     assert_eq!(run_state(&site)["reports_consumed"], 1003);
 }
 
+/// What a careless app (or an intruder in the readers' group) can plant in requests/ instead of
+/// an empty file: a directory, a symlink to a directory elsewhere. Each is taken as a request and
+/// removed without following the link; what cannot be removed is reported in one warning.
+#[test]
+fn planted_directories_and_symlinks_in_requests_are_removed_not_followed() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let token = site.token();
+    let requests = site.state_dir().join("requests");
+    // mkdir instead of touch, named like a report of the live token.
+    fs::create_dir(requests.join(digest(&token))).unwrap();
+    // A symlink to a directory with a file in it: following it would delete the victim's file
+    // or fail on the directory.
+    let victim = site.dir.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("keep"), "x").unwrap();
+    std::os::unix::fs::symlink(&victim, requests.join(digest("linked"))).unwrap();
+    std::os::unix::fs::symlink(victim.join("keep"), requests.join("file-link")).unwrap();
+    // Directories with something inside: not removable, however many.
+    for i in 0..3 {
+        let d = requests.join(format!("full{i}"));
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("x"), "").unwrap();
+    }
+    let r = site.refresh(&fake).args(&["--probe-every", "0"]).run();
+    r.expect(0).stderr_has("but WeChat accepts it");
+    assert_eq!(
+        probes(&fake),
+        1,
+        "the directory counted as a report of the live token"
+    );
+    let mut left: Vec<String> = fs::read_dir(&requests)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["full0", "full1", "full2"], "the rest is removed");
+    assert_eq!(fs::read_to_string(victim.join("keep")).unwrap(), "x");
+    assert!(victim.is_dir(), "the link's target is untouched");
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot remove"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per run:\n{}", r.stderr);
+    assert!(
+        warnings[0].contains("3 of 6 request(s)") && warnings[0].contains("rm -r"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(run_state(&site)["reports_consumed"], 6);
+}
+
 #[test]
 fn report_stale_checks_its_argument_and_reads_a_token_on_stdin() {
     let fake = FakeWeChat::start();

@@ -15,8 +15,11 @@
 //!   conffile, remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
 //!   (`cargo install cargo-deb`); WXTOKEN_TEST_DEB=0 skips it, in CI too.
 //!
-//! A missing tool (or not being root, for the end-to-end test) skips a test with a printed reason;
-//! with CI=true it fails it instead, so CI cannot pass without running them.
+//! The two container tests leave this machine (debootstrap downloads Debian packages, ~250 MB kept
+//! in /var/cache/wxtoken-test): they run only with WXTOKEN_TEST_SYSTEMD=1, which .ci/run sets, and
+//! print SKIPPED otherwise, under CI=true too. A missing tool (or not being root, for them) skips a
+//! test with a printed reason; with CI=true it fails it instead, so CI cannot pass without running
+//! them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -116,7 +119,9 @@ fn make_install_and_uninstall() {
     if !require(TEST, has_command("make"), "make is not installed") {
         return;
     }
-    run_script(TEST, timeout_cmd(120, &script("make-install.sh")), 120);
+    let mut cmd = timeout_cmd(120, &script("make-install.sh"));
+    cmd.env("WXTOKEN_GEN_DOCS", gen_docs());
+    run_script(TEST, cmd, 120);
 }
 
 #[test]
@@ -131,12 +136,27 @@ fn units_verify_and_security() {
         return;
     }
     let mut cmd = timeout_cmd(120, &script("verify.sh"));
-    cmd.env("WXTOKEN_BIN", env!("CARGO_BIN_EXE_wxtoken"));
+    cmd.env("WXTOKEN_BIN", env!("CARGO_BIN_EXE_wxtoken"))
+        .env("WXTOKEN_GEN_DOCS", gen_docs());
     run_script(TEST, cmd, 120);
 }
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The container tests leave this machine (debootstrap downloads Debian packages) and keep a root
+/// of ~250 MB in /var/cache: they run only when asked. Not a requirement CI could lack: .ci/run
+/// asks, so even under CI=true an unset variable is a skip.
+fn systemd_tests_asked(test: &str) -> bool {
+    if std::env::var("WXTOKEN_TEST_SYSTEMD").is_ok_and(|v| v == "1") {
+        return true;
+    }
+    show(&format!(
+        "SKIPPED {test}: downloads Debian packages (debootstrap) into /var/cache/wxtoken-test \
+         (~250 MB, kept) and boots them with systemd-nspawn; set WXTOKEN_TEST_SYSTEMD=1 to run"
+    ));
+    false
 }
 
 /// What both container tests need: root, systemd-nspawn, the cached root or debootstrap, make.
@@ -158,20 +178,30 @@ fn nspawn_requirements(test: &str) -> bool {
         && require(test, has_command("make"), "make is not installed")
 }
 
-/// The fake WeChat server example. `cargo test` builds the examples; a run limited to these tests
-/// (`cargo test --test systemd`) does not, so build it then.
-fn fake_wechat() -> PathBuf {
-    let fake = profile_dir().join("examples/fake-wechat");
-    if !fake.is_file() {
+/// An example's binary (the fake WeChat server, gen-docs). `cargo test` builds the examples; a run
+/// limited to these tests (`cargo test --test systemd`) does not, so build it then.
+fn example(name: &str) -> PathBuf {
+    let bin = profile_dir().join("examples").join(name);
+    if !bin.is_file() {
         let status = cargo()
-            .args(["build", "--example", "fake-wechat"])
+            .args(["build", "--example", name])
             .current_dir(repo())
             .status()
-            .expect("run cargo build --example fake-wechat");
-        assert!(status.success(), "cargo build --example fake-wechat failed");
+            .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+        assert!(status.success(), "cargo build --example {name} failed");
     }
-    assert!(fake.is_file(), "{} missing after the build", fake.display());
-    fake
+    assert!(bin.is_file(), "{} missing after the build", bin.display());
+    bin
+}
+
+fn fake_wechat() -> PathBuf {
+    example("fake-wechat")
+}
+
+/// Writes the man pages and completions that `make install` and `cargo deb` take (see
+/// examples/gen-docs.rs); the scripts run it themselves into their own directories.
+fn gen_docs() -> PathBuf {
+    example("gen-docs")
 }
 
 // Cold: ~35 s of debootstrap plus a few seconds of boot; warm: seconds. The limit leaves room for a
@@ -181,12 +211,13 @@ const E2E_LIMIT_SECS: u64 = 900;
 #[test]
 fn end_to_end_under_systemd_nspawn() {
     const TEST: &str = "end_to_end_under_systemd_nspawn";
-    if !nspawn_requirements(TEST) {
+    if !(systemd_tests_asked(TEST) && nspawn_requirements(TEST)) {
         return;
     }
     let mut cmd = timeout_cmd(E2E_LIMIT_SECS, &script("e2e.sh"));
     cmd.arg("make")
         .env("WXTOKEN_BIN", env!("CARGO_BIN_EXE_wxtoken"))
+        .env("WXTOKEN_GEN_DOCS", gen_docs())
         .env("WXTOKEN_FAKE_BIN", fake_wechat());
     run_script(TEST, cmd, E2E_LIMIT_SECS);
 }
@@ -194,6 +225,9 @@ fn end_to_end_under_systemd_nspawn() {
 #[test]
 fn deb_package_under_systemd_nspawn() {
     const TEST: &str = "deb_package_under_systemd_nspawn";
+    if !systemd_tests_asked(TEST) {
+        return;
+    }
     if std::env::var("WXTOKEN_TEST_DEB").is_ok_and(|v| v == "0") {
         show(&format!("SKIPPED {TEST}: WXTOKEN_TEST_DEB=0"));
         return;
@@ -214,6 +248,14 @@ fn deb_package_under_systemd_nspawn() {
         return;
     }
 
+    // The man pages and completions first, where Cargo.toml's assets take them from (the README's
+    // commands: `cargo run --example gen-docs`, then `cargo deb`).
+    let status = Command::new(gen_docs())
+        .arg(repo().join("target/assets"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run gen-docs");
+    assert!(status.success(), "gen-docs failed");
     // A release build (about a minute on 2 cores from scratch) packed by cargo-deb, which prints
     // the path of the .deb as its last line.
     let started = Instant::now();

@@ -19,6 +19,49 @@ prop() { systemctl show -P "$2" "$1"; }
 # Reads FILE as USER (with USER's groups from /etc/group), like php-fpm would.
 read_as() { setpriv --reuid="$1" --regid="$(id -g "$1")" --init-groups cat "$2" >/dev/null 2>&1; }
 
+# docs_found WHERE MANPAGE [FISH_ENV...]: man-db, bash-completion, zsh and fish, each in a clean
+# login-like environment, find the installed man page and completions by themselves.
+docs_found() {
+    local where=$1 page=$2 e out
+    shift 2
+    e="env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    # Debian's /usr/local/man is a link to /usr/local/share/man.
+    expect "$where: man -w wxtoken-refresh" "$page" "$(readlink -f "$($e man -w wxtoken-refresh 2>&1)")"
+    out=$($e man wxtoken-refresh 2>&1)
+    grep -q -- '--max-time' <<<"$out" && ok "$where: man wxtoken-refresh shows --max-time" \
+        || fail "$where: man wxtoken-refresh" "$(head -c 300 <<<"$out")"
+    # What bash does on TAB: bash-completion loads the file by the command's name, and its function
+    # answers "wxtoken ref".
+    out=$($e bash -c 'source /usr/share/bash-completion/bash_completion; __load_completion wxtoken || exit 1
+        COMP_WORDS=(wxtoken ref); COMP_CWORD=1; COMP_LINE="wxtoken ref"; COMP_POINT=${#COMP_LINE}
+        f=$(complete -p wxtoken | sed -n "s/.* -F \([^ ]*\).*/\1/p"); "$f" wxtoken ref wxtoken; echo "${COMPREPLY[*]}"' 2>&1)
+    expect "$where: bash-completion completes 'wxtoken ref'" refresh "$out"
+    expect "$where: zsh's compinit finds _wxtoken in its fpath" _wxtoken \
+        "$($e zsh -c 'autoload -Uz compinit && compinit -u -D && print -r -- ${_comps[wxtoken]}' 2>&1)"
+    out=$($e "$@" fish -c 'complete -C "wxtoken ref"' 2>&1)
+    expect "$where: fish${*:+ ($*)} completes 'wxtoken ref'" refresh "${out%%$'\t'*}"
+}
+
+# units_docs UNIT...: every Documentation= of the loaded units names an installed man page or file.
+units_docs() {
+    local u doc name bad= all=
+    for u in "$@"; do
+        for doc in $(prop "$u" Documentation); do
+            doc=${doc//\"/}  # systemctl show quotes each entry
+            all="$all $doc"
+            case $doc in
+                man:*) name=${doc#man:}; name=${name%)}
+                    man -w "${name#*(}" "${name%(*}" >/dev/null 2>&1 || bad="$bad $u:$doc" ;;
+                file:/*) [ -f "${doc#file:}" ] || bad="$bad $u:$doc" ;;
+                *) bad="$bad $u:$doc" ;;
+            esac
+        done
+    done
+    if [ -z "$all" ]; then fail "Documentation= of $*" "none"
+    elif [ -z "$bad" ]; then ok "Documentation= of $* installed:$(tr ' ' '\n' <<<"$all" | sort -u | tr '\n' ' ')"
+    else fail "Documentation= of $* installed" "missing:$bad"; fi
+}
+
 wait_journal() { # UNIT REGEX -> prints the first matching line; journald may lag a little
     local i line
     for i in $(seq 50); do
@@ -34,6 +77,11 @@ if getent passwd wxtoken >/dev/null && getent group wxtoken >/dev/null; then
 else
     fail "user wxtoken" "missing: $(getent passwd wxtoken) / $(getent group wxtoken)"
 fi
+# --- man pages and completions (make install, PREFIX=/usr/local) -----------------------------------
+# fish reads /usr/local/share only through XDG_DATA_DIRS, as desktop sessions set it (README).
+docs_found "make install" /usr/local/share/man/man1/wxtoken-refresh.1 XDG_DATA_DIRS=/usr/local/share:/usr/share
+units_docs wxtoken.service wxtoken.timer wxtoken.path wxtoken@shop.service wxtoken@shop.timer wxtoken@shop.path
+
 # php-fpm's user joins the readers' group, as the README tells admins to.
 usermod -aG wxtoken www-data
 

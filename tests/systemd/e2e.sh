@@ -13,6 +13,8 @@
 # Environment:
 #   WXTOKEN_BIN        the wxtoken binary for `make` (default: $CARGO_TARGET_DIR/debug/wxtoken)
 #   WXTOKEN_FAKE_BIN   the fake WeChat server (default: $CARGO_TARGET_DIR/debug/examples/fake-wechat)
+#   WXTOKEN_GEN_DOCS   for `make`: the man pages' and completions' generator (default:
+#                      $CARGO_TARGET_DIR/debug/examples/gen-docs); `deb` takes them from the package
 #   WXTOKEN_E2E_TIMEOUT  seconds the booted container may take (default 300)
 #   WXTOKEN_E2E_KEEP=1 keep the work directory (the container's root, logs) for inspection
 #   WXTOKEN_TEST_CACHE, WXTOKEN_TEST_MIRROR: see rootfs.sh
@@ -24,6 +26,7 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 case $target in /*) ;; *) target=$repo/$target ;; esac
 bin=${WXTOKEN_BIN:-$target/debug/wxtoken}
 fake_bin=${WXTOKEN_FAKE_BIN:-$target/debug/examples/fake-wechat}
+gen_docs=${WXTOKEN_GEN_DOCS:-$target/debug/examples/gen-docs}
 boot_timeout=${WXTOKEN_E2E_TIMEOUT:-300}
 mode=${1:-make}
 deb=${2:-}
@@ -36,7 +39,8 @@ log() { echo "e2e($mode): $*" >&2; }
 die() { log "$*"; exit 1; }
 
 case $mode in
-    make) [ -x "$bin" ] || die "wxtoken binary $bin not found (cargo build)" ;;
+    make) [ -x "$bin" ] || die "wxtoken binary $bin not found (cargo build)"
+        [ -x "$gen_docs" ] || die "$gen_docs not found (cargo build --example gen-docs)" ;;
     deb) [ -f "$deb" ] || die "usage: e2e.sh deb FILE.deb (cargo deb)" ;;
     *) die "usage: e2e.sh make | e2e.sh deb FILE.deb" ;;
 esac
@@ -101,7 +105,8 @@ case $mode in
 make)
     # A port where nothing listens, for the transient-failure check: bind one, then free it.
     closed_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 9)
-    make -s -C "$repo" install DESTDIR="$root" BIN="$bin" >"$work/make-install.log"
+    "$gen_docs" "$work/assets" >/dev/null
+    make -s -C "$repo" install DESTDIR="$root" BIN="$bin" ASSETS="$work/assets" >"$work/make-install.log"
     conf wxtoken "$APPID" "$SECRET" "$url"                      # the single-account units
     conf shop "$APPID" "$SECRET" "$url"                         # wxtoken@shop
     conf bad "$APPID" "wrong-secret" "$url"                     # wxtoken@bad: errcode, exit 78

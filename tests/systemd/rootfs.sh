@@ -14,8 +14,10 @@
 set -euo pipefail
 
 SUITE=bookworm
-INCLUDE=systemd,systemd-sysv,dbus
-STAMP_CONTENT="suite=$SUITE variant=minbase include=$INCLUDE v1"
+# man-db, bash-completion, zsh, fish: the checks ask them whether they find the installed man pages
+# and completions (fish brings python3: about 70 MB more than systemd alone).
+INCLUDE=systemd,systemd-sysv,dbus,man-db,bash-completion,zsh,fish
+STAMP_CONTENT="suite=$SUITE variant=minbase include=$INCLUDE v2"
 
 cache_root=${WXTOKEN_TEST_CACHE:-/var/cache/wxtoken-test}
 tree=$cache_root/$SUITE

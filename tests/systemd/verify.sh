@@ -7,7 +7,9 @@
 # Both for PREFIX=/usr (the Debian package's paths, as in systemd/) and the default /usr/local.
 #
 # Environment: WXTOKEN_BIN, the binary to install (default $CARGO_TARGET_DIR/debug/wxtoken; any
-# executable does: verify only checks that ExecStart= names an executable file).
+# executable does: verify only checks that ExecStart= names an executable file); WXTOKEN_GEN_DOCS,
+# the gen-docs example that makes the man pages and completions `make install` wants (default
+# $CARGO_TARGET_DIR/debug/examples/gen-docs).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,10 +17,12 @@ repo=$(cd "$here/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 case $target in /*) ;; *) target=$repo/$target ;; esac
 bin=${WXTOKEN_BIN:-$target/debug/wxtoken}
+gen_docs=${WXTOKEN_GEN_DOCS:-$target/debug/examples/gen-docs}
 MAX_EXPOSURE=2.0
 
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not installed (package systemd)" >&2; exit 3; }
 [ -x "$bin" ] || { echo "binary $bin not found (cargo build)" >&2; exit 3; }
+[ -x "$gen_docs" ] || { echo "$gen_docs not found (cargo build --example gen-docs)" >&2; exit 3; }
 
 # verify --root= needs systemd's own units (sysinit.target, ...) inside the root.
 sysunits=
@@ -30,6 +34,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
+"$gen_docs" "$work/assets" >/dev/null
 
 units="wxtoken.service wxtoken.timer wxtoken.path wxtoken@shop.service wxtoken@shop.timer wxtoken@shop.path"
 
@@ -63,7 +68,7 @@ echo "$(systemd-analyze --version | head -n1)"
 
 for prefix in /usr /usr/local; do
     root=$work/root$(echo "$prefix" | tr / _)
-    make -s -C "$repo" install DESTDIR="$root" PREFIX="$prefix" BIN="$bin" >/dev/null
+    make -s -C "$repo" install DESTDIR="$root" PREFIX="$prefix" BIN="$bin" ASSETS="$work/assets" >/dev/null
     # systemd's own units, beside ours when PREFIX=/usr (never overwriting them).
     mkdir -p "$root/usr/lib/systemd/system"
     cp -an "$sysunits/." "$root/usr/lib/systemd/system/"
