@@ -27,10 +27,9 @@ fn man_pages_and_completions_cover_every_flag() {
     // Through cargo, so the generator is built from the current definitions (a filtered
     // `cargo test --test docs` does not rebuild examples).
     let out = tempfile::tempdir().unwrap();
-    let ok = Command::new(env!("CARGO"))
+    let ok = common::nested_cargo()
         .args(["run", "--quiet", "--example", "gen-docs", "--"])
         .arg(out.path())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap();
     assert!(ok.success());

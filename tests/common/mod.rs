@@ -401,3 +401,20 @@ pub fn run_bounded(mut cmd: Command, kill_after: Duration) -> Bounded {
         killed,
     }
 }
+
+/// `cargo` for a test to call (e.g. to run an example), with the environment of a shell rather
+/// than a test's: cargo gives tests CARGO_MANIFEST_DIR, CARGO_PKG_*..., which build scripts watch
+/// (ring's), so a nested cargo would otherwise rebuild half the tree. Same target directory.
+pub fn nested_cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+            cmd.env_remove(&*k);
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    cmd.env("CARGO_TARGET_DIR", exe.ancestors().nth(3).unwrap());
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
