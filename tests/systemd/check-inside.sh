@@ -338,6 +338,8 @@ if waited=$(wait_token "$fs" "$old_shop"); then
 else
     fail "passive refresh of wxtoken@shop" "none within 30 s"
 fi
+# The path unit is "running" while the service it started is: wait for that run to end first.
+for _ in $(seq 100); do [ "$(prop wxtoken@shop.service ActiveState)" = inactive ] && break; sleep 0.1; done
 expect "wxtoken@shop.path waits again" "active waiting" "$(prop wxtoken@shop.path ActiveState) $(prop wxtoken@shop.path SubState)"
 
 # Reports that name no current token (bogus ones, the old token again) cost no upstream call, are
