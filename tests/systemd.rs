@@ -178,18 +178,27 @@ fn nspawn_requirements(test: &str) -> bool {
         && require(test, has_command("make"), "make is not installed")
 }
 
-/// An example's binary (the fake WeChat server, gen-docs). `cargo test` builds the examples; a run
-/// limited to these tests (`cargo test --test systemd`) does not, so build it then.
+/// An example's binary (the fake WeChat server, gen-docs). Built every time (a no-op when it is
+/// current): a run limited to these tests (`cargo test --test systemd`) does not rebuild examples,
+/// and a stale one lacks what the scripts ask of it.
 fn example(name: &str) -> PathBuf {
     let bin = profile_dir().join("examples").join(name);
-    if !bin.is_file() {
-        let status = cargo()
-            .args(["build", "--example", name])
-            .current_dir(repo())
-            .status()
-            .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
-        assert!(status.success(), "cargo build --example {name} failed");
+    let mut build = cargo();
+    // A shell's environment, not a test's: build scripts watch CARGO_* (ring's), which would make
+    // this nested cargo rebuild half the tree.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+            build.env_remove(&*k);
+        }
     }
+    let status = build
+        .args(["build", "--example", name])
+        .env("CARGO_TARGET_DIR", profile_dir().parent().unwrap())
+        .current_dir(repo())
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+    assert!(status.success(), "cargo build --example {name} failed");
     assert!(bin.is_file(), "{} missing after the build", bin.display());
     bin
 }
