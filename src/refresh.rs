@@ -291,6 +291,10 @@ impl Run<'_> {
                     // A recorded fetch retired it: readers must not be told more than the truth.
                     cur.file.expires_at = cur.effective;
                     cur.file.expire_time = cur.effective;
+                }
+                if run.st.token_expires_at != cur.effective {
+                    // The owner's claim on the directory lasts as long as its token (a state file
+                    // lost or written by an older wxtoken learns it here, not at the next fetch).
                     run.st.token_expires_at = cur.effective;
                     run.dirty = true;
                 }

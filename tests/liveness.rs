@@ -607,3 +607,36 @@ fn a_retired_token_is_published_with_its_real_expiry() {
     assert_eq!(site.read()["expires_at"], n - 10 + 300);
     assert_eq!(fake.token_calls(), 1);
 }
+
+/// A run state lost (or from an older wxtoken) while the token lives: the first fresh run
+/// re-learns how long the owner's claim on the directory lasts.
+#[test]
+fn a_lost_run_state_still_protects_the_owners_directory() {
+    let fake = FakeWeChat::start();
+    fake.add_account("wxother000000000001", "other-secret");
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    fs::remove_file(site.state_dir().join(".wxtoken-state.json")).unwrap();
+    site.refresh(&fake)
+        .run()
+        .expect(0)
+        .stderr_has("still fresh");
+    // The token file is replaced by another account's run only if the claim is forgotten: remove
+    // the token file too, so only the run state can protect the directory.
+    let b = site.state_dir().join("b.json");
+    let s2 = site.dir.path().join("secret2");
+    fs::write(&s2, "other-secret").unwrap();
+    fs::set_permissions(&s2, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut c = site.refresh(&fake);
+    c.args(&[
+        "--appid",
+        "wxother000000000001",
+        "--secret-file",
+        s2.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    c.run()
+        .expect(78)
+        .stderr_has("is in use by appid wx1234567890abcdef");
+}
