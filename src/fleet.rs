@@ -1,0 +1,573 @@
+//! Fleet mode (`--redis URL`): Redis as the coordinator of the hosts that serve one account.
+//!
+//! Per account (the namespace `wxtoken:{appid}:{api}`) Redis holds:
+//! - `…:token`: the fleet's token, the same JSON as the `.json` file, expiring with the token;
+//! - `…:lock`: the host allowed to fetch now (SET NX PX with a value unique to the run, deleted
+//!   by its owner only, through a script; it expires with the holder's `--max-time`, so a host
+//!   killed while holding it blocks the others for that long at most);
+//! - `…:probe`: the last verdict a host got from WeChat on the fleet's token (so that periodic
+//!   probes are made for the fleet, not per host, and a dead token is known to all);
+//! - `…:report`: an app's report that WeChat rejected the token, forwarded by a follower.
+//!
+//! Every run reads them, writes its local files from the fleet's token (local readers keep the
+//! file interface), and only the lock holder fetches, after re-reading Redis: a token someone else
+//! published meanwhile is taken instead. Every write of the token is a compare-and-swap on the value
+//! the run decided from, so a decision made on an old token never overwrites a newer one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::{debug, warn};
+use redis::{Client, Connection, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisError};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::RefreshArgs;
+use crate::deadline::Deadline;
+use crate::error::{Error, Kind, Result};
+use crate::sdk::{Entry, Sdk};
+use crate::store::TokenFile;
+use crate::vocab::{Api, digest, implausible, validate_token};
+
+/// The Redis password systemd's `LoadCredential=wxtoken-redis-password:...` provides.
+pub const PASSWORD_CREDENTIAL: &str = "wxtoken-redis-password";
+/// One connect or one command. Redis answers in milliseconds on a LAN: a longer wait is an outage,
+/// and the run's `--max-time` bounds it anyway.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a host waiting for another's fetch looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Deletes the lock only while it still holds this run's value: a lock that expired and was taken
+/// by another host is not ours to delete.
+const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                        return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Sets KEYS[1] to ARGV[2] (PX ARGV[3]) only while it holds ARGV[1] ('' = absent).
+const SWAP: &str = "local cur = redis.call('GET', KEYS[1]) \
+                    if (cur == false and ARGV[1] == '') or cur == ARGV[1] then \
+                      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end \
+                    return 0";
+/// Deletes KEYS[1] only while it holds ARGV[1].
+const DELETE_IF: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                           return redis.call('DEL', KEYS[1]) else return 0 end";
+/// The SDK keys (KEYS[2..]) with values and PX (ARGV[2..], in pairs), written only while the
+/// fleet's token (KEYS[1]) is still ARGV[1] (so a host that read an older token never puts it
+/// back), and only where they differ. Returns how many were written, -1 when the token moved on.
+const SDK_KEYS: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end \
+                        local n = 0 \
+                        for i = 2, #KEYS do \
+                          local v = ARGV[2 * i - 2] \
+                          if redis.call('GET', KEYS[i]) ~= v then \
+                            redis.call('SET', KEYS[i], v, 'PX', ARGV[2 * i - 1]) n = n + 1 end \
+                        end \
+                        return n";
+
+/// The checked `--redis` settings.
+pub struct FleetConfig {
+    /// The URL as given (it holds no password), for messages.
+    pub shown: String,
+    info: ConnectionInfo,
+    /// For rediss:// with --ca-file: the system's bundle plus that file (the redis crate takes
+    /// roots in place of the system's, wxtoken's --ca-file adds to them).
+    tls_roots: Option<Vec<u8>>,
+    pub follower: bool,
+    pub fallback_fetch: bool,
+    pub publish: Vec<Sdk>,
+    /// `wxtoken:{appid}:{api}`, plus a fingerprint of the corpsecret for WeCom (one corp, many
+    /// apps, each with its own token).
+    pub namespace: String,
+}
+
+impl FleetConfig {
+    pub fn from_args(
+        args: &RefreshArgs,
+        appid: &str,
+        secret: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Option<FleetConfig>> {
+        let url = args.redis.as_deref().map(str::trim).unwrap_or("");
+        if url.is_empty() {
+            for (set, flag) in [
+                (args.follower, "--follower"),
+                (args.redis_fallback_fetch, "--redis-fallback-fetch"),
+                (!args.publish.is_empty(), "--publish"),
+            ] {
+                if set {
+                    return Err(Error::config(format!(
+                        "{flag} needs --redis URL (WXTOKEN_REDIS): it is about the fleet's Redis"
+                    )));
+                }
+            }
+            return Ok(None);
+        }
+        if args.follower && args.redis_fallback_fetch {
+            return Err(Error::config(
+                "--follower and --redis-fallback-fetch contradict each other: a follower never \
+                 fetches from WeChat, not even when Redis is down",
+            ));
+        }
+        if args.follower && !args.files.tickets.is_empty() {
+            return Err(Error::config(
+                "--follower with --ticket: tickets are not shared through Redis yet, and a \
+                 follower never calls WeChat; drop --ticket on this host",
+            ));
+        }
+        let (info, tls) = parse_url(url)?;
+        let password = match password_path(args.redis_password_file.as_deref()) {
+            Some(p) => Some(crate::config::read_credential(&p, "Redis password")?),
+            None => None,
+        };
+        let info = match password {
+            Some(pw) => {
+                let redis = info.redis_settings().clone().set_password(pw);
+                info.set_redis_settings(redis)
+            }
+            None => info,
+        };
+        let tls_roots = match (tls, ca_pem) {
+            (true, Some(extra)) => {
+                let mut pem = crate::wechat::system_bundle()
+                    .and_then(|p| std::fs::read(p).ok())
+                    .unwrap_or_default();
+                pem.push(b'\n');
+                pem.extend_from_slice(extra);
+                Some(pem)
+            }
+            _ => None,
+        };
+        let mut publish = Vec::new();
+        for spec in args.publish.iter().filter(|s| !s.trim().is_empty()) {
+            let sdk = Sdk::parse(spec, args.api)?;
+            if !publish.contains(&sdk) {
+                publish.push(sdk);
+            }
+        }
+        let mut namespace = format!("wxtoken:{appid}:{}", args.api.name());
+        if args.api == Api::Wecom {
+            namespace.push(':');
+            namespace.push_str(&digest(&format!("wxtoken-redis-namespace:{secret}"))[..16]);
+        }
+        Ok(Some(FleetConfig {
+            shown: url.to_string(),
+            info,
+            tls_roots,
+            follower: args.follower,
+            fallback_fetch: args.redis_fallback_fetch,
+            publish,
+            namespace,
+        }))
+    }
+}
+
+fn password_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+        let p = Path::new(&dir).join(PASSWORD_CREDENTIAL);
+        p.exists().then_some(p)
+    })
+}
+
+/// `redis://[USER@]HOST[:PORT][/DB]` or `rediss://...`. Refused: a password (it would sit in the
+/// unit's environment and in `ps`), a query or fragment (`#insecure` would switch certificate
+/// checks off), other schemes.
+fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
+    let bad = |why: &str| {
+        Error::config(format!(
+            "--redis: {why}; expected redis://HOST[:PORT][/DB] or rediss://... (a user name may \
+             come before an @; the password goes in --redis-password-file)"
+        ))
+    };
+    let parsed = redis::parse_redis_url(url).ok_or_else(|| bad("not a redis:// URL"))?;
+    if parsed.password().is_some() {
+        // Not even the URL in the message: it holds the password.
+        return Err(Error::config(
+            "--redis holds a password: refusing it (the URL is visible in the environment and to \
+             ps). Put the password in a file readable by this user only and name it with \
+             --redis-password-file (systemd: LoadCredential=wxtoken-redis-password:/etc/wxtoken/redis-password)",
+        ));
+    }
+    let tls = match parsed.scheme() {
+        "redis" => false,
+        "rediss" => true,
+        other => return Err(bad(&format!("the scheme {other}:// is not supported"))),
+    };
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("a query (?...) or fragment (#...) is not allowed"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    let db = parsed.path().trim_start_matches('/');
+    let number = db.len() <= 5 && db.bytes().all(|b| b.is_ascii_digit());
+    if !db.is_empty() && !number {
+        return Err(bad("the path must be a database number such as /0"));
+    }
+    let info = url
+        .into_connection_info()
+        .map_err(|e| bad(&format!("not a valid URL ({e})")))?;
+    Ok((info, tls))
+}
+
+/// The last verdict a host of the fleet got from WeChat on the fleet's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    pub digest: String,
+    pub at: u64,
+    pub alive: bool,
+}
+
+/// What Redis holds for the account, as one run read it.
+#[derive(Debug, Default)]
+pub struct View {
+    /// The fleet's token, when it is one wxtoken would serve for this account and API.
+    pub token: Option<TokenFile>,
+    /// The stored value itself: what a compare-and-swap compares with.
+    pub raw: Option<String>,
+    pub probe: Option<ProbeRecord>,
+    pub report: Option<String>,
+}
+
+/// A connection to the fleet's Redis for one run.
+pub struct Fleet {
+    conn: Connection,
+    ns: String,
+    pub shown: String,
+    deadline: Deadline,
+    /// The stored token the run based its decision on (what every swap expects).
+    pub seen: Option<String>,
+}
+
+/// Why a Redis call failed, in the admin's words: credentials are 78, anything else 75.
+fn failure(shown: &str, what: &str, e: &RedisError) -> Error {
+    let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    if auth {
+        return Error::config(format!(
+            "Redis at {shown} refused {what}: {e}. Check the password file (--redis-password-file, \
+             or the LoadCredential=wxtoken-redis-password:... of the unit) and the user in the URL \
+             and its ACL (it needs GET, SET, DEL, MGET and EVAL on the wxtoken:* keys)"
+        ));
+    }
+    Error::temp(format!("Redis at {shown}: {what} failed: {e}"))
+}
+
+impl Fleet {
+    pub fn connect(fc: &FleetConfig, deadline: &Deadline) -> Result<Fleet> {
+        let shown = fc.shown.clone();
+        let client = match &fc.tls_roots {
+            Some(pem) => Client::build_with_tls(
+                fc.info.clone(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(fc.info.clone()),
+        }
+        .map_err(|e| failure(&shown, "the connection settings", &e))?;
+        let conn = client
+            .get_connection_with_timeout(step(deadline)?)
+            .map_err(|e| failure(&shown, "connecting", &e))?;
+        debug!("connected to Redis at {shown}");
+        Ok(Fleet {
+            conn,
+            ns: fc.namespace.clone(),
+            shown,
+            deadline: *deadline,
+            seen: None,
+        })
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.ns)
+    }
+
+    fn query<T: FromRedisValue>(&mut self, what: &str, cmd: &redis::Cmd) -> Result<T> {
+        let t = step(&self.deadline)?;
+        let armed = self
+            .conn
+            .set_read_timeout(Some(t))
+            .and_then(|()| self.conn.set_write_timeout(Some(t)));
+        armed
+            .and_then(|()| cmd.query(&mut self.conn))
+            .map_err(|e| failure(&self.shown, what, &e))
+    }
+
+    fn eval<T: FromRedisValue>(
+        &mut self,
+        what: &str,
+        script: &str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T> {
+        let mut c = redis::cmd("EVAL");
+        c.arg(script).arg(keys.len()).arg(keys).arg(args);
+        self.query(what, &c)
+    }
+
+    /// The token, the last probe and a forwarded report, in one round trip.
+    pub fn read(&mut self, appid: &str, api: Api, now: u64) -> Result<View> {
+        let keys = [self.key("token"), self.key("probe"), self.key("report")];
+        let (raw, probe, report): (Option<String>, Option<String>, Option<String>) =
+            self.query("reading the fleet's token", redis::cmd("MGET").arg(&keys))?;
+        let token = raw
+            .as_deref()
+            .and_then(|r| self.believe(r, appid, api, now));
+        Ok(View {
+            token,
+            raw,
+            probe: probe.and_then(|p| serde_json::from_str(&p).ok()),
+            report: report.filter(|d| crate::vocab::is_digest(d)),
+        })
+    }
+
+    /// The stored token when wxtoken would serve it: parsable, this account and API, believable
+    /// times. Anything else is logged and treated as absent (the next fetch replaces it).
+    fn believe(&self, raw: &str, appid: &str, api: Api, now: u64) -> Option<TokenFile> {
+        let key = self.key("token");
+        let t: TokenFile = match serde_json::from_str(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("Redis {key} is not a wxtoken token ({e}); replacing it");
+                return None;
+            }
+        };
+        if let Err(why) = validate_token(&t.access_token) {
+            warn!("Redis {key} holds a token wxtoken would refuse ({why}); replacing it");
+            return None;
+        }
+        if t.appid != appid || t.api != api.name() {
+            warn!(
+                "Redis {key} holds a token of appid {} from the {} API; replacing it",
+                t.appid, t.api
+            );
+            return None;
+        }
+        if let Some(why) = implausible(t.expires_in, t.expires_at, t.refreshed_at, now) {
+            warn!("Redis {key}: not trusting its token: {why}");
+            return None;
+        }
+        crate::logging::register_token(&t.access_token);
+        Some(TokenFile {
+            expire_time: t.expires_at,
+            ..t
+        })
+    }
+
+    /// Takes the fleet's lock for at most what is left of this run: a holder that dies (kill -9,
+    /// power loss) releases it by expiry within its --max-time. Some(value) when taken.
+    pub fn try_lock(&mut self) -> Result<Option<String>> {
+        let ttl = self.deadline.remaining().as_millis().max(1000) as u64;
+        let value = format!("{}:{}:{}", hostname(), std::process::id(), random_hex());
+        let key = self.key("lock");
+        let set: Option<String> = self.query(
+            "taking the fleet's lock",
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl),
+        )?;
+        Ok(set.map(|_| value))
+    }
+
+    /// Who holds the lock (host:pid:random), for messages.
+    pub fn holder(&mut self) -> Option<String> {
+        let key = self.key("lock");
+        self.query("reading the lock", redis::cmd("GET").arg(key))
+            .ok()
+            .flatten()
+    }
+
+    /// Best effort: a lock not released expires with this run's --max-time.
+    pub fn unlock(&mut self, value: &str) {
+        let key = self.key("lock");
+        if let Err(e) = self.eval::<i64>(
+            "releasing the fleet's lock",
+            UNLOCK,
+            &[key],
+            &[value.to_string()],
+        ) {
+            warn!("{e}; it expires by itself");
+        }
+    }
+
+    /// Publishes `t` as the fleet's token if Redis still holds what this run decided from.
+    /// Ok(false): someone else's token is there now (it stays).
+    pub fn publish(&mut self, t: &TokenFile, now: u64) -> Result<bool> {
+        let left = crate::vocab::secs_until(t.expires_at, now);
+        if left <= 0 {
+            return Ok(false);
+        }
+        let raw = serde_json::to_string(t).expect("plain struct serializes");
+        let expected = self.seen.clone().unwrap_or_default();
+        let swapped: i64 = self.eval(
+            "publishing the token",
+            SWAP,
+            &[self.key("token")],
+            &[expected, raw.clone(), (left as u64 * 1000).to_string()],
+        )?;
+        if swapped == 1 {
+            self.seen = Some(raw);
+        }
+        Ok(swapped == 1)
+    }
+
+    /// Tells the fleet what WeChat said about its token (best effort).
+    pub fn record_probe(&mut self, rec: &ProbeRecord, ttl_secs: u64) {
+        let value = serde_json::to_string(rec).expect("plain struct serializes");
+        let key = self.key("probe");
+        let r: Result<()> = self.query(
+            "recording the probe",
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_secs.max(1) * 1000),
+        );
+        if let Err(e) = r {
+            warn!("{e}");
+        }
+    }
+
+    /// Forwards an app's report of the fleet's token to the hosts that may act on it.
+    pub fn report(&mut self, digest: &str, ttl_secs: u64) {
+        let key = self.key("report");
+        let r: Result<()> = self.query(
+            "forwarding the report",
+            redis::cmd("SET")
+                .arg(key)
+                .arg(digest)
+                .arg("PX")
+                .arg(ttl_secs.max(1) * 1000),
+        );
+        if let Err(e) = r {
+            warn!("{e}");
+        }
+    }
+
+    /// A report answered (WeChat accepts the token): forgotten for the fleet.
+    pub fn clear_report(&mut self, digest: &str) {
+        let key = self.key("report");
+        if let Err(e) = self.eval::<i64>(
+            "clearing the report",
+            DELETE_IF,
+            &[key],
+            &[digest.to_string()],
+        ) {
+            warn!("{e}");
+        }
+    }
+
+    /// Writes the SDK keys for the token the fleet holds (`seen`); -1 when it moved on.
+    pub fn write_entries(&mut self, entries: &[Entry]) -> Result<i64> {
+        let Some(expected) = self.seen.clone() else {
+            return Ok(-1);
+        };
+        let mut keys = vec![self.key("token")];
+        let mut args = vec![expected];
+        for e in entries {
+            keys.push(e.key.clone());
+            args.push(e.value.clone());
+            args.push(e.ttl_ms.max(1).to_string());
+        }
+        self.eval("writing the SDK keys", SDK_KEYS, &keys, &args)
+    }
+
+    /// Waits (within --max-time) for the lock or for the fleet's token to change. Some(view) when
+    /// it changed (someone else published), None when the lock is this run's (its value in
+    /// `held`).
+    pub fn lock_or_news(
+        &mut self,
+        appid: &str,
+        api: Api,
+        held: &mut Option<String>,
+    ) -> Result<Option<View>> {
+        loop {
+            if let Some(value) = self.try_lock()? {
+                *held = Some(value);
+                // Re-read under the lock: a token published while this run queued is taken.
+                let view = self.read(appid, api, crate::vocab::unix_now())?;
+                if view.raw != self.seen {
+                    return Ok(Some(view));
+                }
+                return Ok(None);
+            }
+            if self.deadline.remaining() < POLL * 2 {
+                let who = self.holder().unwrap_or_else(|| "another host".into());
+                return Err(Error::temp(format!(
+                    "{who} held the fleet's lock {} in Redis at {} for this run's whole --max-time \
+                     and published no token; it expires by itself, the next run tries again",
+                    self.key("lock"),
+                    self.shown
+                )));
+            }
+            self.deadline.sleep(POLL);
+            let view = self.read(appid, api, crate::vocab::unix_now())?;
+            if view.raw != self.seen {
+                return Ok(Some(view));
+            }
+        }
+    }
+}
+
+/// What one command may take: the Redis timeout or what is left of the run, whichever is less.
+fn step(deadline: &Deadline) -> Result<Duration> {
+    if deadline.exhausted() {
+        return Err(Error::temp(
+            "no time left for Redis within --max-time".to_string(),
+        ));
+    }
+    Ok(REDIS_TIMEOUT.min(deadline.remaining()))
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "?".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn random_hex() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Is this error the kind that leaves a host on its own (Redis down), rather than one an admin
+/// must fix?
+pub fn is_outage(e: &Error) -> bool {
+    e.kind == Kind::TempFail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_url("redis://wxtoken@10.0.0.5/2").is_ok());
+        assert!(parse_url("rediss://redis.example:6380/0").unwrap().1);
+        for (url, why) in [
+            ("redis://:hunter2@127.0.0.1", "holds a password"),
+            ("redis://u:hunter2@127.0.0.1", "holds a password"),
+            ("rediss://127.0.0.1/#insecure", "fragment"),
+            ("redis://127.0.0.1/?db=1", "query"),
+            ("http://127.0.0.1", "not a redis"),
+            ("unix:///run/redis.sock", "scheme"),
+            ("redis://127.0.0.1/x", "database number"),
+        ] {
+            let e = parse_url(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} accepted"));
+            assert_eq!(e.kind, Kind::Config);
+            assert!(e.message.contains(why), "{url}: {}", e.message);
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+        }
+    }
+}
