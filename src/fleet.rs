@@ -17,16 +17,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use redis::{Client, Connection, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisError};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RefreshArgs;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
+use crate::logging::mask;
+use crate::refresh::{Current, Plan, Policy, Run, plan};
 use crate::sdk::{Entry, Sdk};
 use crate::store::TokenFile;
-use crate::vocab::{Api, digest, implausible, validate_token};
+use crate::vocab::{Api, digest, implausible, secs_until, unix_now, validate_token};
 
 /// The Redis password systemd's `LoadCredential=wxtoken-redis-password:...` provides.
 pub const PASSWORD_CREDENTIAL: &str = "wxtoken-redis-password";
@@ -538,10 +540,299 @@ fn random_hex() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Is this error the kind that leaves a host on its own (Redis down), rather than one an admin
-/// must fix?
-pub fn is_outage(e: &Error) -> bool {
-    e.kind == Kind::TempFail
+// The run's side: what `refresh` calls in fleet mode.
+
+/// A fetched token (or the fleet's), its outcome, and whether this run fetched it.
+type Refreshed = (TokenFile, Result<()>, bool);
+
+impl Run<'_> {
+    /// False for a follower, and for a host that cannot reach Redis (unless it may fall back).
+    pub(crate) fn may_call_wechat(&self) -> bool {
+        match &self.cfg.fleet {
+            None => true,
+            Some(fc) => !fc.follower && (self.fleet.is_some() || fc.fallback_fetch),
+        }
+    }
+
+    /// Fleet mode, before any decision: connects, and makes the fleet's token this host's
+    /// (`file`), or offers Redis this host's when it outlives the fleet's (a fetch whose publish
+    /// failed, Redis restarted empty). Merges what other hosts learnt: the last probe, a report.
+    /// Redis down is not an error here: the run goes on without fetching and exits 75.
+    pub(crate) fn fleet_sync(
+        &mut self,
+        file: &mut Option<TokenFile>,
+        reports: &mut Vec<String>,
+        now: u64,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        let Some(fc) = &cfg.fleet else {
+            return Ok(());
+        };
+        let connected = Fleet::connect(fc, &self.deadline).and_then(|mut f| {
+            let view = f.read(&cfg.appid, cfg.api, now)?;
+            Ok((f, view))
+        });
+        let (mut fleet, view) = match connected {
+            Ok(x) => x,
+            Err(e) if e.kind == Kind::TempFail => {
+                let what = if fc.fallback_fetch {
+                    "with --redis-fallback-fetch it fetches from WeChat on its own if it must"
+                } else {
+                    "fetched nothing from WeChat: in fleet mode a host never fetches on its own \
+                     (--redis-fallback-fetch allows it)"
+                };
+                warn!("{e}; this host keeps its files and {what}");
+                self.deferred = Some(Error::temp(format!(
+                    "{e}; this host kept its files and {what}"
+                )));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        fleet.seen = view.raw.clone();
+        let worth = |t: &TokenFile| {
+            self.st
+                .effective_expiry(&digest(&t.access_token), t.expires_at, now)
+        };
+        let local = file.as_ref().filter(|t| {
+            t.appid == cfg.appid
+                && t.api == cfg.api.name()
+                && implausible(t.expires_in, t.expires_at, t.refreshed_at, now).is_none()
+        });
+        let offer = match (view.token.as_ref(), local) {
+            (Some(r), Some(l)) if r == l => None,
+            (Some(r), Some(l)) if l.access_token != r.access_token && worth(l) > worth(r) => {
+                Some(l.clone())
+            }
+            (Some(r), _) => {
+                info!(
+                    "took {} from the fleet (Redis at {}), {} s left",
+                    mask(&r.access_token),
+                    fleet.shown,
+                    secs_until(r.expires_at, now)
+                );
+                self.st.token_expires_at = r.expires_at;
+                self.dirty = true;
+                *file = Some(r.clone());
+                None
+            }
+            (None, Some(l)) if worth(l) > now => Some(l.clone()),
+            _ => None,
+        };
+        if let Some(l) = offer.filter(|_| !fc.follower) {
+            offer_local(&mut fleet, &l, cfg, now)?;
+        }
+        if let Some(d) = file.as_ref().map(|t| digest(&t.access_token)) {
+            if let Some(p) = &view.probe
+                && p.digest == d
+                && p.at <= now
+            {
+                if p.at > self.st.last_probe_at {
+                    self.st.last_probe_at = p.at;
+                    self.dirty = true;
+                }
+                if !p.alive && self.st.dead.as_deref() != Some(d.as_str()) {
+                    warn!(
+                        "another host of the fleet found the token dead (probe at {}): replacing it",
+                        p.at
+                    );
+                    self.st.dead = Some(d.clone());
+                    self.dirty = true;
+                }
+            }
+            if view.report.as_deref() == Some(d.as_str()) && !reports.contains(&d) {
+                info!("another host's app reported the fleet's token as rejected");
+                reports.push(d.clone());
+            }
+            if fc.follower && reports.contains(&d) {
+                let left = file.as_ref().map_or(0, |t| secs_until(t.expires_at, now));
+                fleet.report(&d, left.max(1) as u64);
+                info!(
+                    "forwarded an app's report to the fleet: a host without --follower checks it"
+                );
+            }
+        }
+        self.fleet = Some(fleet);
+        Ok(())
+    }
+
+    /// A run that may not call WeChat (follower, Redis down) keeps what it has: a probe is
+    /// skipped, a fetch becomes "keep the file" while its token is valid, with exit 75.
+    pub(crate) fn hold(
+        &mut self,
+        decision: Plan,
+        current: Option<&Current>,
+        now: u64,
+    ) -> Result<Plan> {
+        let why = match decision {
+            Plan::Fetch { why, .. } => why,
+            Plan::Probe { .. } => {
+                return Ok(Plan::Fresh {
+                    left: current.map_or(0, |c| c.left(now)),
+                });
+            }
+            fresh => return Ok(fresh),
+        };
+        let fc = self.cfg.fleet.as_ref().expect("held only in fleet mode");
+        let reason = self.deferred.take().unwrap_or_else(|| {
+            Error::temp(format!(
+                "the fleet's token needs replacing ({why}), and this host is a --follower: it never \
+                 fetches. A host of the fleet without --follower refreshes it (is one running, \
+                 with --redis {}?)",
+                fc.shown
+            ))
+        });
+        match current.filter(|c| c.left(now) > 0) {
+            Some(c) => {
+                self.deferred = Some(reason);
+                Ok(Plan::Fresh { left: c.left(now) })
+            }
+            None => Err(Error::temp(format!(
+                "{}; {} holds no valid token ({why})",
+                reason.message,
+                self.cfg.store.state.display()
+            ))),
+        }
+    }
+
+    /// After a probe this run made: the verdict goes to the fleet (periodic probes are then made
+    /// once for all hosts; a dead token is replaced by whoever runs next).
+    pub(crate) fn fleet_probed(&mut self, cur: &Current) {
+        let alive = match self.st.last_probe.as_str() {
+            "alive" => true,
+            "dead" => false,
+            _ => return,
+        };
+        let at = self.st.last_probe_at;
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        let rec = ProbeRecord {
+            digest: cur.digest.clone(),
+            at,
+            alive,
+        };
+        fleet.record_probe(&rec, cur.left(at).max(1) as u64);
+        if alive {
+            fleet.clear_report(&cur.digest);
+        }
+    }
+
+    /// A fetch in fleet mode: only under the fleet's lock, and only if Redis still holds the
+    /// token this run decided from. A token another host published meanwhile is taken instead
+    /// (and decided on again, once per change). The new token goes to this host's files first,
+    /// then to Redis; a failed publish is reported (75), never followed by a second fetch.
+    pub(crate) fn fleet_refresh(
+        &mut self,
+        mut current: Option<Current>,
+        why: &str,
+        rotate: bool,
+        policy: Policy,
+    ) -> Result<Refreshed> {
+        let cfg = self.cfg;
+        for _ in 0..3 {
+            let fleet = self.fleet.as_mut().expect("fleet mode");
+            let mut held = None;
+            let news = fleet.lock_or_news(&cfg.appid, cfg.api, &mut held);
+            let view = match news {
+                Err(e) => {
+                    if let Some(v) = held {
+                        fleet.unlock(&v);
+                    }
+                    return Err(e);
+                }
+                Ok(Some(view)) => view,
+                Ok(None) => {
+                    let value = held.expect("Ok(None) means the lock is ours");
+                    debug!("holding the fleet's lock ({value}): fetching");
+                    let result = self.refresh_token(current.as_ref(), why, rotate);
+                    let fleet = self.fleet.as_mut().expect("fleet mode");
+                    if let Ok((t, _)) = &result {
+                        match fleet.publish(t, unix_now()) {
+                            Ok(true) => info!(
+                                "published {} to the fleet (Redis at {})",
+                                mask(&t.access_token),
+                                fleet.shown
+                            ),
+                            Ok(false) => warn!(
+                                "Redis at {} held another token by the time this run published \
+                                 (this run's lock had expired): kept it; the next runs settle \
+                                 which one outlives the other",
+                                fleet.shown
+                            ),
+                            Err(e) => {
+                                self.deferred = Some(Error::temp(format!(
+                                    "{e}: the new token is in this host's files only; the next \
+                                     run that reaches Redis publishes it (no second fetch)"
+                                )));
+                            }
+                        }
+                    }
+                    let fleet = self.fleet.as_mut().expect("fleet mode");
+                    fleet.unlock(&value);
+                    return result.map(|(t, o)| (t, o, true));
+                }
+            };
+            // The fleet moved on while this run waited: decide again on its token.
+            fleet.seen = view.raw.clone();
+            let now = unix_now();
+            let Some(cur) = view.token.and_then(|t| self.assess(t, now)) else {
+                continue;
+            };
+            info!(
+                "another host published {} meanwhile: taking it instead of fetching",
+                mask(&cur.file.access_token)
+            );
+            self.st.token_expires_at = cur.file.expires_at;
+            self.dirty = true;
+            let again = Policy {
+                force: false,
+                force_new: false,
+                ..policy
+            };
+            if let Plan::Fetch { .. } = plan(again, Some(&cur), &self.st, &[], 0, now) {
+                current = Some(cur);
+                continue;
+            }
+            for path in cfg.store.publish(&cur.file)? {
+                info!("wrote {} from the fleet's token", path.display());
+            }
+            return Ok((cur.file, Ok(()), false));
+        }
+        Err(Error::temp(
+            "the fleet's token kept changing while this run waited; the next run looks again",
+        ))
+    }
+}
+
+/// Offers the fleet this host's token, which outlives the one Redis holds (or Redis holds none):
+/// under the lock, only if Redis still holds what this run read. Skipped while another host holds
+/// the lock (it is about to publish).
+fn offer_local(
+    fleet: &mut Fleet,
+    t: &TokenFile,
+    cfg: &crate::config::Config,
+    now: u64,
+) -> Result<()> {
+    let Some(value) = fleet.try_lock()? else {
+        return Ok(());
+    };
+    let result = fleet.read(&cfg.appid, cfg.api, now).and_then(|view| {
+        if view.raw != fleet.seen {
+            return Ok(false);
+        }
+        fleet.publish(t, now)
+    });
+    fleet.unlock(&value);
+    if result? {
+        info!(
+            "published this host's token {} to the fleet (Redis at {}): Redis held none that \
+             outlives it",
+            mask(&t.access_token),
+            fleet.shown
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

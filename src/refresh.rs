@@ -168,6 +168,8 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
         st,
         dirty: false,
         fetched: false,
+        fleet: None,
+        deferred: None,
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
@@ -230,23 +232,28 @@ fn context(cfg: &Config) -> Context<'_> {
 }
 
 /// What one run carries between its steps.
-struct Run<'a> {
-    cfg: &'a Config,
-    deadline: Deadline,
+pub(crate) struct Run<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) deadline: Deadline,
     /// Built on first use: a run that finds everything fresh never loads the trust store.
     client: Option<Client>,
-    st: RunState,
+    pub(crate) st: RunState,
     /// The state changed and must be saved.
-    dirty: bool,
+    pub(crate) dirty: bool,
     /// A token was fetched and published by this run.
     fetched: bool,
+    /// Fleet mode: the connection to the fleet's Redis (None when alone, or Redis is down).
+    pub(crate) fleet: Option<crate::fleet::Fleet>,
+    /// A failure that decides the exit status once the run has done what it still could (Redis
+    /// unreachable, a publish to Redis that failed).
+    pub(crate) deferred: Option<Error>,
 }
 
 impl Run<'_> {
     /// Everything after the directory is claimed: reports, the decision, the fetch, tickets.
     fn execute(
         &mut self,
-        file: Option<TokenFile>,
+        mut file: Option<TokenFile>,
         requests: Option<&std::path::Path>,
         started_ms: u64,
         now: u64,
@@ -254,12 +261,14 @@ impl Run<'_> {
         let run = self;
         let cfg = run.cfg;
         let store = &cfg.store;
-        let (consumed, reports) = requests.map(state::consume_requests).unwrap_or_default();
+        let (consumed, mut reports) = requests.map(state::consume_requests).unwrap_or_default();
         if consumed > 0 {
             run.st.reports_consumed += consumed;
             run.st.last_report_at = now;
             run.dirty = true;
         }
+        // Fleet mode: the fleet's token (from Redis) becomes this host's, before any decision.
+        run.fleet_sync(&mut file, &mut reports, now)?;
         let current = file.and_then(|f| run.assess(f, now));
         if consumed > 0 {
             let matching = current
@@ -276,9 +285,16 @@ impl Run<'_> {
             probe_every: cfg.probe_every,
         };
         let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
+        if !run.may_call_wechat() {
+            decision = run.hold(decision, current.as_ref(), now)?;
+        }
         if let Plan::Probe { why, reported } = &decision {
             let cur = current.as_ref().expect("a probe implies a token");
+            let probes = run.st.probes;
             decision = run.probe(cur, why, *reported, now);
+            if run.st.probes != probes {
+                run.fleet_probed(cur);
+            }
         }
         let (mut token, mut outcome, mut fetched) = match decision {
             Plan::Fresh { left } => {
@@ -304,6 +320,9 @@ impl Run<'_> {
                 );
                 (cur.file, Ok(()), false)
             }
+            Plan::Fetch { why, rotate } if run.fleet.is_some() => {
+                run.fleet_refresh(current, &why, rotate, policy)?
+            }
             Plan::Fetch { why, rotate } => {
                 let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
                 (t, o, true)
@@ -316,7 +335,12 @@ impl Run<'_> {
         // never undoes the token write: it is logged and decides the exit status if the token's
         // own outcome was fine.
         let mut ticket_error: Option<Error> = None;
-        for &ty in &cfg.tickets {
+        let tickets: &[TicketType] = if run.may_call_wechat() {
+            &cfg.tickets
+        } else {
+            &[]
+        };
+        for &ty in tickets {
             let path = tickets::path_for(store.dir(), ty);
             let current_ticket = tickets::read(&path);
             let Some(why) = tickets::needs_fetch(
@@ -347,10 +371,15 @@ impl Run<'_> {
                 };
                 run.st.dead = Some(dead.digest.clone());
                 run.dirty = true;
-                let (t, o) =
-                    run.refresh_token(Some(&dead), "WeChat rejected the current token", false)?;
+                let why = "WeChat rejected the current token";
+                (token, outcome, _) = if run.fleet.is_some() {
+                    run.fleet_refresh(Some(dead), why, false, policy)?
+                } else {
+                    let (t, o) = run.refresh_token(Some(&dead), why, false)?;
+                    (t, o, true)
+                };
+                fetched = true;
                 run.save_state()?;
-                (token, outcome, fetched) = (t, o, true);
                 result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
             }
             if let Err(e) = result {
@@ -362,14 +391,19 @@ impl Run<'_> {
         // under the lock. A hook never undoes a write; its failure decides the exit status only
         // after the token's and the tickets' own (it stays pending in the run state `record` saves).
         let delivered = hooks::deliver(cfg, &mut run.st, &token, &run.deadline);
+        // The same, into the SDKs' own keys in the fleet's Redis (--publish).
+        let published = crate::sdk::deliver(cfg, run.fleet.as_mut(), &token);
         outcome?;
+        if let Some(e) = run.deferred.take() {
+            return Err(e);
+        }
         if let Some(e) = ticket_error {
             return Err(Error {
                 message: format!("the token is fine, but a ticket failed: {}", e.message),
                 ..e
             });
         }
-        delivered.map(|()| ExitCode::SUCCESS)
+        delivered.and(published).map(|()| ExitCode::SUCCESS)
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
@@ -426,7 +460,7 @@ impl Run<'_> {
         self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
-    fn save_state(&mut self) -> Result<()> {
+    pub(crate) fn save_state(&mut self) -> Result<()> {
         if self.dirty {
             let store = &self.cfg.store;
             self.st.save(store.dir(), store.mode, store.gid)?;
@@ -437,7 +471,7 @@ impl Run<'_> {
 
     /// The file's token if it belongs to this account and API and its times are believable under
     /// the current clock; None (with the reason logged) otherwise.
-    fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
+    pub(crate) fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
         let cfg = self.cfg;
         let path = cfg.store.state.display();
         if file.appid != cfg.appid || file.api != cfg.api.name() {
@@ -574,7 +608,7 @@ impl Run<'_> {
     /// Fetches a token and publishes it unless the file already holds a better one. The inner
     /// result is Err when the token was written but has no more than the margin left (exit 75,
     /// but tickets may still use it).
-    fn refresh_token(
+    pub(crate) fn refresh_token(
         &mut self,
         current: Option<&Current>,
         why: &str,

@@ -11,9 +11,64 @@
 //! (`easywechat.access_token.{appid}.{secret}.{stable}`), and so does wechatpy's WeCom client
 //! (`{corpid}_{secret[:10]}_access_token`); wxtoken never writes a secret into Redis.
 
+use log::{debug, error, info};
+
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fleet::Fleet;
 use crate::store::TokenFile;
-use crate::vocab::{Api, secs_until};
+use crate::vocab::{Api, secs_until, unix_now};
+
+/// Writes every `--publish` format's keys for `token` into the fleet's Redis, where they differ.
+/// Called once per run after the files and the hooks, with the token the run ends with. Only
+/// while Redis holds that same token (checked in the same script that writes): a host whose
+/// token is not the fleet's, or that read it before another host replaced it, writes nothing.
+pub fn deliver(cfg: &Config, fleet: Option<&mut Fleet>, token: &TokenFile) -> Result<()> {
+    let Some(fc) = cfg.fleet.as_ref().filter(|fc| !fc.publish.is_empty()) else {
+        return Ok(());
+    };
+    // Redis down: the run's exit status already says so; the keys are written by the next run.
+    let Some(fleet) = fleet else {
+        return Ok(());
+    };
+    let fleet_token = fleet
+        .seen
+        .as_deref()
+        .and_then(|raw| serde_json::from_str::<TokenFile>(raw).ok());
+    if fleet_token.is_none_or(|f| f.access_token != token.access_token) {
+        debug!("this host's token is not the fleet's: no SDK keys written");
+        return Ok(());
+    }
+    let now = unix_now();
+    let entries: Vec<Entry> = fc
+        .publish
+        .iter()
+        .flat_map(|sdk| sdk.entries(&cfg.appid, cfg.api, token, now))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    match fleet.write_entries(&entries) {
+        Ok(-1) => {
+            debug!("the fleet's token changed meanwhile: the SDK keys follow it on the next run");
+            Ok(())
+        }
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            let names: Vec<&str> = fc.publish.iter().map(Sdk::name).collect();
+            info!(
+                "wrote {n} SDK key(s) in Redis at {} ({})",
+                fleet.shown,
+                names.join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => {
+            error!("--publish: {e}; the next run writes the SDK keys");
+            Err(e)
+        }
+    }
+}
 
 /// One key to write: its value and its lifetime in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

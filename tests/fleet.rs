@@ -1,0 +1,514 @@
+//! Fleet mode (--redis) with a real redis-server started here on 127.0.0.1: several "hosts"
+//! (output directories, each with its own run state and lock) against one fake WeChat. One fetch
+//! per refresh window however many runs start at once; Redis stopped mid-run, a leader killed
+//! while it holds the lock, followers, a report on one host acted on once for all.
+
+mod common;
+mod fake;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A redis-server of our own: a free port on 127.0.0.1, a temp directory, no persistence (a
+/// restart comes back empty, as a cache without persistence does).
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// None (after SKIPPED) without redis-server, outside CI.
+    fn start() -> Option<Redis> {
+        if !require_tool("redis-server") {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        Some(r)
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let start = Instant::now();
+        while self.try_conn().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: whatever a client is doing fails at once.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.try_conn().unwrap())
+            .unwrap()
+    }
+
+    fn pttl(&self, key: &str) -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut self.try_conn().unwrap())
+            .unwrap()
+    }
+
+    /// The fleet's token as Redis holds it.
+    fn token(&self, api: &str) -> Option<String> {
+        let raw = self.get(&format!("wxtoken:{DEFAULT_APPID}:{api}:token"))?;
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        Some(v["access_token"].as_str().unwrap().to_string())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A host of the fleet: its own directory, run state and lock; legacy API (where one fetch
+/// retires the others' token, so coordination matters).
+fn host(site: &Site, fake: &FakeWeChat, redis: &Redis) -> Cmd {
+    let mut c = site.refresh(fake);
+    c.args(&["--api", "legacy", "--redis", &redis.url()]);
+    c.args(&["--max-time", "30", "--probe-every", "0"]);
+    c
+}
+
+fn finish(child: Child) -> common::Run {
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::new(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// The token a host's file holds, if any (panics on a file that is not a complete token file:
+/// "no file corrupted").
+fn file_token(site: &Site) -> Option<String> {
+    let bytes = fs::read(&site.out).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{} is corrupt ({e})", site.out.display()));
+    Some(v["access_token"].as_str().unwrap().to_string())
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn three_hosts_twenty_runs_each_at_once_make_one_fetch() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let start = Instant::now();
+    let children: Vec<Child> = (0..20)
+        .flat_map(|_| hosts.iter())
+        .map(|site| host(site, &fake, &redis).spawn())
+        .collect();
+    let runs: Vec<_> = children.into_iter().map(finish).collect();
+    let took = start.elapsed();
+    for r in &runs {
+        r.expect(0);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        1,
+        "one upstream fetch for the whole fleet"
+    );
+    let token = redis.token("legacy").expect("the fleet's token in Redis");
+    assert!(fake.is_valid(&token));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
+    }
+    let pttl = redis.pttl(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+    assert!(
+        (7_100_000..=7_200_000).contains(&pttl),
+        "the key lives as long as the token: {pttl} ms"
+    );
+    assert_eq!(
+        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:lock")),
+        None,
+        "the lock was released"
+    );
+    let took_over = runs
+        .iter()
+        .filter(|r| r.stderr.contains("from the fleet"))
+        .count();
+    assert!(took_over >= 2, "the other hosts took the token from Redis");
+    show(&format!(
+        "fleet: 3 hosts x 20 runs started at once, 1 upstream fetch, all done in {:.2} s",
+        took.as_secs_f64()
+    ));
+}
+
+#[test]
+fn redis_stopped_mid_run_keeps_every_file_and_fetches_nothing_then_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    for site in &hosts {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    let t1 = redis.token("legacy").unwrap();
+    assert_eq!(fake.token_calls(), 1);
+
+    // Host 0 rotates (--force) through a slow WeChat; the others queue behind its lock. Redis dies
+    // while host 0's request is in flight.
+    fake.set_default(Behaviour::Delay(1500, Box::new(Behaviour::Normal)));
+    let leader = host(&hosts[0], &fake, &redis).arg("--force").spawn();
+    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    wait_for("the leader's lock", Duration::from_secs(10), || {
+        redis.get(&lock).is_some()
+    });
+    let others: Vec<Child> = hosts[1..]
+        .iter()
+        .map(|s| host(s, &fake, &redis).arg("--force").spawn())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.stop();
+    let leader = finish(leader);
+    leader.expect(75).stderr_has("this host's files only");
+    for r in others.into_iter().map(finish) {
+        r.expect(75);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        2,
+        "only the leader's fetch, made before Redis died"
+    );
+    let t2 = file_token(&hosts[0]).unwrap();
+    assert_ne!(t1, t2, "the leader wrote what it fetched");
+    for site in &hosts[1..] {
+        assert_eq!(file_token(site).as_deref(), Some(t1.as_str()), "kept");
+    }
+
+    // Redis still down: every host keeps its file, exits 75, calls nobody; one without a file
+    // gets none.
+    fake.set_default(Behaviour::Normal);
+    for site in &hosts {
+        let before = fs::read(&site.out).unwrap();
+        host(site, &fake, &redis)
+            .run()
+            .expect(75)
+            .stderr_has("never fetches on its own");
+        assert_eq!(fs::read(&site.out).unwrap(), before);
+    }
+    let newcomer = Site::new();
+    host(&newcomer, &fake, &redis).run().expect(75);
+    assert!(!newcomer.out.exists());
+    assert_eq!(
+        fake.token_calls(),
+        2,
+        "no upstream call while Redis is down"
+    );
+    // The explicit opt-in fetches on its own, and still says that Redis is down.
+    host(&newcomer, &fake, &redis)
+        .arg("--redis-fallback-fetch")
+        .run()
+        .expect(75);
+    assert_eq!(fake.token_calls(), 3);
+    let t3 = file_token(&newcomer).unwrap();
+
+    // Redis back, empty: the newest token (the opt-in host's) becomes the fleet's without a fetch.
+    redis.restart();
+    host(&newcomer, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("published this host's token");
+    host(&hosts[0], &fake, &redis).run().expect(0);
+    for site in &hosts[1..] {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    assert_eq!(fake.token_calls(), 3, "recovery costs no fetch");
+    assert_eq!(redis.token("legacy").as_deref(), Some(t3.as_str()));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(t3.as_str()));
+    }
+    assert!(fake.is_valid(&t3));
+}
+
+#[test]
+fn a_failed_publish_is_published_by_the_next_run_without_a_second_fetch() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let (a, b) = (Site::new(), Site::new());
+    fake.set_default(Behaviour::Delay(1000, Box::new(Behaviour::Normal)));
+    let leader = host(&a, &fake, &redis).spawn();
+    wait_for("the leader's request", Duration::from_secs(10), || {
+        fake.token_calls() == 1
+    });
+    redis.stop();
+    finish(leader).expect(75);
+    let token = file_token(&a).unwrap();
+    redis.restart();
+    host(&a, &fake, &redis).run().expect(0);
+    host(&b, &fake, &redis).run().expect(0);
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(redis.token("legacy").as_deref(), Some(token.as_str()));
+    assert_eq!(file_token(&b).as_deref(), Some(token.as_str()));
+}
+
+#[test]
+fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    // The leader's request never gets an answer; WeChat issues nothing for it.
+    fake.script(vec![Behaviour::Hang]);
+    let lock_for = 6;
+    let mut leader = host(&hosts[0], &fake, &redis)
+        .args(&["--max-time", &lock_for.to_string()])
+        .spawn();
+    let started = Instant::now();
+    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    wait_for(
+        "the leader's hanging request",
+        Duration::from_secs(10),
+        || fake.token_calls() == 1,
+    );
+    assert!(redis.get(&lock).is_some(), "the leader holds the lock");
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(leader.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = leader.wait();
+    let others: Vec<Child> = hosts[1..]
+        .iter()
+        .map(|s| host(s, &fake, &redis).spawn())
+        .collect();
+    let runs: Vec<_> = others.into_iter().map(finish).collect();
+    let taken_over = started.elapsed();
+    for r in &runs {
+        r.expect(0);
+    }
+    assert!(
+        taken_over < Duration::from_secs(lock_for + 3),
+        "taken over within the lock's expiry ({lock_for} s): {taken_over:?}"
+    );
+    assert!(
+        taken_over >= Duration::from_millis(lock_for * 1000 - 1500),
+        "nobody fetched while the lock was held: {taken_over:?}"
+    );
+    assert_eq!(
+        fake.issued(DEFAULT_APPID),
+        1,
+        "one token issued in the window"
+    );
+    assert_eq!(fake.token_calls(), 2, "the hung request and the takeover's");
+    let token = redis.token("legacy").unwrap();
+    assert_eq!(file_token(&hosts[1]).as_deref(), Some(token.as_str()));
+    assert_eq!(file_token(&hosts[2]).as_deref(), Some(token.as_str()));
+    // The killed leader's next run mirrors the fleet's token (and removes its temp files).
+    host(&hosts[0], &fake, &redis).run().expect(0);
+    assert_eq!(file_token(&hosts[0]).as_deref(), Some(token.as_str()));
+    assert_eq!(hosts[0].listing(), [".wxtoken.lock", "access_token.json"]);
+    assert_eq!(fake.token_calls(), 2);
+    show(&format!(
+        "fleet: leader killed holding the lock ({lock_for} s), taken over after {:.2} s",
+        taken_over.as_secs_f64()
+    ));
+}
+
+#[test]
+fn a_follower_never_calls_wechat() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    let follow = || {
+        let mut c = host(&follower, &fake, &redis);
+        c.args(&["--follower", "--probe-every", "60"]);
+        c
+    };
+    follow().run().expect(75).stderr_has("--follower");
+    assert!(!follower.out.exists());
+    host(&leader, &fake, &redis).run().expect(0);
+    follow().run().expect(0).stderr_has("from the fleet");
+    let token = file_token(&leader).unwrap();
+    assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
+    // An app on the follower reports the token: forwarded, not probed by the follower...
+    Cmd::new(&[
+        "report-stale",
+        "--out",
+        follower.out.to_str().unwrap(),
+        &wxtoken::vocab::digest(&token),
+    ])
+    .run()
+    .expect(0);
+    follow().run().expect(0).stderr_has("forwarded");
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 0);
+    assert_eq!(fake.requests().len(), 1, "the follower called nobody");
+    // ...but by the next host that may (WeChat still accepts it: kept, the report cleared).
+    host(&leader, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("WeChat accepts it");
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1);
+    assert_eq!(
+        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:report")),
+        None
+    );
+    let mut tickets = follow();
+    tickets.args(&["--ticket", "jsapi"]).run().expect(78);
+    Cmd::new(&["refresh"])
+        .args(&["--follower", "--appid", DEFAULT_APPID])
+        .args(&["--secret-file", follower.secret.to_str().unwrap()])
+        .run()
+        .expect(78)
+        .stderr_has("needs --redis");
+}
+
+#[test]
+fn a_dead_token_reported_on_every_host_is_replaced_once() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    for site in &hosts {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    let old = redis.token("legacy").unwrap();
+    fake.revoke(&old);
+    for site in &hosts {
+        Cmd::new(&[
+            "report-stale",
+            "--out",
+            site.out.to_str().unwrap(),
+            &wxtoken::vocab::digest(&old),
+        ])
+        .run()
+        .expect(0);
+    }
+    let children: Vec<Child> = hosts
+        .iter()
+        .map(|s| host(s, &fake, &redis).spawn())
+        .collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(fake.token_calls(), 2, "one fetch for the fleet");
+    let new = redis.token("legacy").unwrap();
+    assert_ne!(new, old);
+    assert!(fake.is_valid(&new));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(new.as_str()));
+    }
+}
+
+#[test]
+fn redis_settings_are_checked_before_anything() {
+    let site = Site::new();
+    let fake = FakeWeChat::start();
+    let run = |url: &str| {
+        let mut c = site.refresh(&fake);
+        c.args(&["--redis", url]);
+        c.run()
+    };
+    let r = run("redis://:hunter2@127.0.0.1:1");
+    r.expect(78).stderr_has("--redis-password-file");
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    run("rediss://127.0.0.1:1/#insecure").expect(78);
+    // Nothing listens there: 75, and no fetch on its own.
+    run("redis://127.0.0.1:1").expect(75);
+    assert_eq!(fake.token_calls(), 0);
+    // The password file gets the secret file's checks.
+    let pw = site.dir.path().join("redis-password");
+    fs::write(&pw, "pw\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = site.refresh(&fake);
+    c.args(&["--redis", "redis://127.0.0.1:1"])
+        .args(&["--redis-password-file", pw.to_str().unwrap()]);
+    c.run().expect(78).stderr_has("readable by other users");
+    assert!(!Path::new(&site.out).exists());
+}
+
+#[test]
+fn a_wrong_redis_password_is_a_configuration_error() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let mut c = redis.try_conn().unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("right-password")
+        .query::<()>(&mut c)
+        .unwrap();
+    let pw = site.dir.path().join("redis-password");
+    let with = |p: &str| {
+        fs::write(&pw, p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c = host(&site, &fake, &redis);
+        c.args(&["--redis-password-file", pw.to_str().unwrap()]);
+        c.run()
+    };
+    let r = with("wrong-password");
+    r.expect(78).stderr_has("password");
+    assert!(!r.stderr.contains("wrong-password"), "{}", r.stderr);
+    assert_eq!(fake.token_calls(), 0);
+    // From the systemd credential directory by default.
+    fs::write(&pw, "right-password").unwrap();
+    let creds = site.dir.path().join("creds");
+    fs::create_dir(&creds).unwrap();
+    fs::copy(&pw, creds.join("wxtoken-redis-password")).unwrap();
+    host(&site, &fake, &redis)
+        .env("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())
+        .run()
+        .expect(0);
+    assert_eq!(fake.token_calls(), 1);
+}
