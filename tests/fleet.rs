@@ -512,3 +512,229 @@ fn a_wrong_redis_password_is_a_configuration_error() {
         .expect(0);
     assert_eq!(fake.token_calls(), 1);
 }
+
+/// The Python of a venv with the real wechatpy (PyPI) and redis packages: .ci/run makes it with
+/// `python3 -m venv target/wechatpy-venv && target/wechatpy-venv/bin/pip install wechatpy==1.8.18
+/// redis`; elsewhere WXTOKEN_TEST_WECHATPY names one. None (after SKIPPED) when there is none.
+fn wechatpy_python() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("WXTOKEN_TEST_WECHATPY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wechatpy-venv/bin/python")
+        });
+    let ok = Command::new(&path)
+        .args(["-c", "import wechatpy, redis"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{} with wechatpy and redis is required under CI=true",
+                path.display()
+            );
+        }
+        show(&format!(
+            "SKIPPED: no venv with wechatpy at {} (WXTOKEN_TEST_WECHATPY)",
+            path.display()
+        ));
+        return None;
+    }
+    Some(path)
+}
+
+/// An app on wechatpy 1.8 with RedisStorage calls an API: it must use the token wxtoken put in
+/// wechatpy's key, and never run its own fetch (pointed at the fake, so that one would show).
+const WECHATPY_APP: &str = r#"
+import json, sys
+import redis
+from wechatpy import WeChatClient
+from wechatpy.session.redisstorage import RedisStorage
+
+port, appid, base = sys.argv[1], sys.argv[2], sys.argv[3]
+client = WeChatClient(appid, "not-the-secret", session=RedisStorage(redis.Redis(port=int(port))))
+client.API_BASE_URL = base + "/cgi-bin/"
+fetches = []
+def fetch():
+    fetches.append(1)
+    return client._fetch_access_token(
+        url=base + "/cgi-bin/token",
+        params={"grant_type": "client_credential", "appid": appid, "secret": "x"})
+client.fetch_access_token = fetch
+answer = client.get("get_api_domain_ip")
+print(json.dumps({"token": client.access_token, "fetches": len(fetches), "answer": answer}))
+"#;
+
+#[test]
+fn wechatpy_uses_the_published_token_and_never_fetches() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(python) = wechatpy_python() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    host(&site, &fake, &redis)
+        .args(&["--publish", "wechatpy"])
+        .run()
+        .expect(0)
+        .stderr_has("SDK key");
+    let token = file_token(&site).unwrap();
+    let key = format!("wechatpy:{DEFAULT_APPID}_access_token");
+    assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
+    let calls = fake.token_calls();
+    let mut cmd = Command::new(&python);
+    cmd.args(["-c", WECHATPY_APP, &redis.port.to_string(), DEFAULT_APPID])
+        .arg(fake.base_url());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().to_lowercase().ends_with("_proxy") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fetches"], 0, "wechatpy fetched a token of its own");
+    assert_eq!(v["token"].as_str(), Some(token.as_str()));
+    assert_eq!(v["answer"]["ip_list"][0], "127.0.0.1", "{v}");
+    assert_eq!(fake.token_calls(), calls);
+    let used = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/cgi-bin/get_api_domain_ip")
+        .unwrap();
+    assert_eq!(used.param("access_token").as_deref(), Some(token.as_str()));
+
+    // The key deleted by hand (or evicted): the next run puts it back, without a fetch.
+    redis::cmd("DEL")
+        .arg(&key)
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+    host(&site, &fake, &redis)
+        .args(&["--publish", "wechatpy"])
+        .run()
+        .expect(0);
+    assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
+    assert_eq!(fake.token_calls(), calls);
+}
+
+/// What `Yii::$app->redis_cache->get('weixin_access_token')` does with yii\redis\Cache
+/// (yiisoft/yii2 framework/caching/Cache.php buildKey() and get(); yiisoft/yii2-redis
+/// src/Cache.php getValue(): GET, null is a miss), then seed 000's _checkAccessToken().
+const YII2_READER: &str = r#"<?php
+$redis = new Redis();
+$redis->connect('127.0.0.1', (int) $argv[1]);
+$keyPrefix = $argv[2];
+$key = $argv[3];
+$key = $keyPrefix . (ctype_alnum($key) && strlen($key) <= 32 ? $key : md5($key));
+$value = $redis->get($key);
+if ($value === false) { fwrite(STDERR, "cache miss: $key\n"); exit(1); }
+$value = unserialize((string) $value);
+if (!is_array($value)) { fwrite(STDERR, "not Cache::set's array\n"); exit(1); }
+$data = $value[0];
+$accessToken = json_decode($data, true);
+if (time() - $accessToken['time'] < $accessToken['expires_in'] - 10) {
+    echo json_encode($accessToken);
+    exit(0);
+}
+fwrite(STDERR, "stale\n");
+exit(1);
+"#;
+
+fn php_has_redis() -> bool {
+    if !require_tool("php") {
+        return false;
+    }
+    let found = Command::new("php").arg("-m").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l == "redis")
+    });
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("the PHP extension redis (php-redis) is required under CI=true");
+        }
+        show("SKIPPED: the PHP extension redis is not installed");
+    }
+    found
+}
+
+#[test]
+fn seed_000s_yii2_reader_gets_the_published_token() {
+    let Some(redis) = Redis::start() else { return };
+    if !php_has_redis() {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let reader = site.dir.path().join("reader.php");
+    fs::write(&reader, YII2_READER).unwrap();
+    let read = |prefix: &str, key: &str| {
+        let out = Command::new("php")
+            .arg(&reader)
+            .args([&redis.port.to_string(), prefix, key])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    host(&site, &fake, &redis)
+        .add("--publish", "yii2")
+        .add("--publish", "yii2:app1:token")
+        .run()
+        .expect(0);
+    let file = site.read();
+    for got in [read("", "weixin_access_token"), read("app1", "token")] {
+        assert_eq!(got["access_token"], file["access_token"]);
+        assert_eq!(got["time"], file["refreshed_at"]);
+        assert_eq!(got["expires_in"], file["expires_in"]);
+    }
+    let key = wxtoken::sdk::yii2_key("", "weixin_access_token");
+    let pttl = redis.pttl(&key);
+    assert!((7_100_000..=7_200_000).contains(&pttl), "{pttl}");
+}
+
+#[test]
+fn silenceper_and_wxjava_keys_hold_the_raw_token_for_its_lifetime() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    host(&site, &fake, &redis)
+        .args(&["--publish", "silenceper,wxjava"])
+        .run()
+        .expect(0);
+    let token = file_token(&site).unwrap();
+    for key in [
+        // silenceper/wechat credential/default_access_token.go, the official account's prefix
+        format!("gowechat_officialaccount__access_token_{DEFAULT_APPID}"),
+        format!("gowechat_officialaccount__stable_access_token_{DEFAULT_APPID}"),
+        // binarywang/WxJava WxMpRedisConfigImpl with keyPrefix "wx" (the starter's default)
+        format!("wx:access_token:{DEFAULT_APPID}"),
+    ] {
+        assert_eq!(redis.get(&key).as_deref(), Some(token.as_str()), "{key}");
+        let pttl = redis.pttl(&key);
+        assert!((7_100_000..=7_200_000).contains(&pttl), "{key}: {pttl}");
+    }
+    // A host that is not the fleet's leader and holds an older token never puts it back.
+    let old = token.clone();
+    let other = Site::new();
+    host(&other, &fake, &redis).run().expect(0);
+    host(&site, &fake, &redis).arg("--force").run().expect(0);
+    let new = redis.token("legacy").unwrap();
+    assert_ne!(new, old);
+    host(&other, &fake, &redis)
+        .args(&["--publish", "silenceper,wxjava"])
+        .run()
+        .expect(0);
+    assert_eq!(
+        redis.get(&format!("wx:access_token:{DEFAULT_APPID}")),
+        Some(new)
+    );
+}
