@@ -248,7 +248,13 @@ fn failure(shown: &str, what: &str, e: &RedisError) -> Error {
              and its ACL (it needs GET, SET, DEL, MGET and EVAL on the wxtoken:* keys)"
         ));
     }
-    Error::temp(format!("Redis at {shown}: {what} failed: {e}"))
+    let hint = if shown.starts_with("rediss:") && e.to_string().contains("certificate") {
+        " (is the CA that signed the server's certificate in the system's store, or given with \
+         --ca-file?)"
+    } else {
+        ""
+    };
+    Error::temp(format!("Redis at {shown}: {what} failed: {e}{hint}"))
 }
 
 impl Fleet {

@@ -20,11 +20,25 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// rediss:// only, with the certificates `make_ca` left in `dir`.
+    tls: bool,
 }
 
 impl Redis {
     /// None (after SKIPPED) without redis-server, outside CI.
     fn start() -> Option<Redis> {
+        Redis::start_with(false)
+    }
+
+    /// TLS only, with a server certificate for 127.0.0.1 from a CA of its own (`ca.pem` in `dir`).
+    fn start_tls() -> Option<Redis> {
+        if !require_tool("openssl") {
+            return None;
+        }
+        Redis::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Redis> {
         if !require_tool("redis-server") {
             return None;
         }
@@ -37,15 +51,32 @@ impl Redis {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            tls,
         };
+        if tls {
+            make_certificates(r.dir.path());
+        }
         r.restart();
         Some(r)
     }
 
     fn restart(&mut self) {
         assert!(self.child.is_none());
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            let d = self.dir.path();
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                .arg(d.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(d.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.pem"));
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -72,11 +103,22 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn try_conn(&self) -> Option<redis::Connection> {
-        let mut c = redis::Client::open(self.url())
+        let client = if self.tls {
+            let ca = fs::read(self.dir.path().join("ca.pem")).unwrap();
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca),
+            };
+            redis::Client::build_with_tls(self.url(), certs)
+        } else {
+            redis::Client::open(self.url())
+        };
+        let mut c = client
             .ok()?
             .get_connection_with_timeout(Duration::from_secs(1))
             .ok()?;
@@ -104,6 +146,34 @@ impl Redis {
         let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
         Some(v["access_token"].as_str().unwrap().to_string())
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, with the openssl command line.
+fn make_certificates(dir: &Path) {
+    let run = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    run(&format!(
+        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=wxtoken-test-CA"
+    ));
+    run(&format!(
+        "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+    ));
+    fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile ext",
+    );
 }
 
 impl Drop for Redis {
@@ -737,4 +807,34 @@ fn silenceper_and_wxjava_keys_hold_the_raw_token_for_its_lifetime() {
         redis.get(&format!("wx:access_token:{DEFAULT_APPID}")),
         Some(new)
     );
+}
+
+#[test]
+fn rediss_with_the_ca_file_and_never_without_verification() {
+    let Some(redis) = Redis::start_tls() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let ca = redis.dir.path().join("ca.pem");
+    // The server's CA is in no system store: refused (75, nothing fetched), and the message says
+    // what to do.
+    host(&site, &fake, &redis)
+        .run()
+        .expect(75)
+        .stderr_has("--ca-file");
+    assert_eq!(fake.token_calls(), 0);
+    host(&site, &fake, &redis)
+        .args(&["--ca-file", ca.to_str().unwrap()])
+        .run()
+        .expect(0)
+        .stderr_has("published");
+    assert_eq!(
+        redis.token("legacy").as_deref(),
+        file_token(&site).as_deref()
+    );
+    // Plain redis:// to a TLS port gets nowhere.
+    let mut plain = host(&site, &fake, &redis);
+    plain.set("--redis", &format!("redis://127.0.0.1:{}", redis.port));
+    plain.run().expect(75);
 }
