@@ -606,7 +606,13 @@ impl Run<'_> {
                 && implausible(t.expires_in, t.expires_at, t.refreshed_at, now).is_none()
         });
         let offer = match (view.token.as_ref(), local) {
-            (Some(r), Some(l)) if r == l => None,
+            // The same token with an expiry no later than the fleet's: this host knows better
+            // (a fetch of its own retired it) or the same; keep it.
+            (Some(r), Some(l))
+                if r.access_token == l.access_token && l.expires_at <= r.expires_at =>
+            {
+                None
+            }
             (Some(r), Some(l)) if l.access_token != r.access_token && worth(l) > worth(r) => {
                 Some(l.clone())
             }
