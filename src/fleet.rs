@@ -329,7 +329,7 @@ impl Fleet {
 
     /// The stored token when wxtoken would serve it: parsable, this account and API, believable
     /// times. Anything else is logged and treated as absent (the next fetch replaces it).
-    fn believe(&self, raw: &str, appid: &str, api: Api, now: u64) -> Option<TokenFile> {
+    pub fn believe(&self, raw: &str, appid: &str, api: Api, now: u64) -> Option<TokenFile> {
         let key = self.key("token");
         let t: TokenFile = match serde_json::from_str(raw) {
             Ok(t) => t,
@@ -360,12 +360,13 @@ impl Fleet {
         })
     }
 
-    /// Takes the fleet's lock for at most what is left of this run: a holder that dies (kill -9,
-    /// power loss) releases it by expiry within its --max-time. Some(value) when taken.
-    pub fn try_lock(&mut self) -> Result<Option<String>> {
+    /// Takes the lock `name` ("lock" for the token, "lock:jsapi_ticket"...) for at most what is
+    /// left of this run: a holder that dies (kill -9, power loss) releases it by expiry within
+    /// its --max-time. Some(value) when taken.
+    pub fn try_lock(&mut self, name: &str) -> Result<Option<String>> {
         let ttl = self.deadline.remaining().as_millis().max(1000) as u64;
         let value = format!("{}:{}:{}", hostname(), std::process::id(), random_hex());
-        let key = self.key("lock");
+        let key = self.key(name);
         let set: Option<String> = self.query(
             "taking the fleet's lock",
             redis::cmd("SET")
@@ -378,17 +379,9 @@ impl Fleet {
         Ok(set.map(|_| value))
     }
 
-    /// Who holds the lock (host:pid:random), for messages.
-    pub fn holder(&mut self) -> Option<String> {
-        let key = self.key("lock");
-        self.query("reading the lock", redis::cmd("GET").arg(key))
-            .ok()
-            .flatten()
-    }
-
     /// Best effort: a lock not released expires with this run's --max-time.
-    pub fn unlock(&mut self, value: &str) {
-        let key = self.key("lock");
+    pub fn unlock(&mut self, name: &str, value: &str) {
+        let key = self.key(name);
         if let Err(e) = self.eval::<i64>(
             "releasing the fleet's lock",
             UNLOCK,
@@ -399,6 +392,32 @@ impl Fleet {
         }
     }
 
+    pub fn get(&mut self, name: &str) -> Result<Option<String>> {
+        let key = self.key(name);
+        self.query(&format!("reading {key}"), redis::cmd("GET").arg(key))
+    }
+
+    /// Sets the key `name` to `raw` for `ttl_ms` if it still holds `expected` (None: absent).
+    pub fn swap(
+        &mut self,
+        name: &str,
+        expected: Option<&str>,
+        raw: &str,
+        ttl_ms: u64,
+    ) -> Result<bool> {
+        let swapped: i64 = self.eval(
+            &format!("publishing {}", self.key(name)),
+            SWAP,
+            &[self.key(name)],
+            &[
+                expected.unwrap_or_default().to_string(),
+                raw.to_string(),
+                ttl_ms.max(1).to_string(),
+            ],
+        )?;
+        Ok(swapped == 1)
+    }
+
     /// Publishes `t` as the fleet's token if Redis still holds what this run decided from.
     /// Ok(false): someone else's token is there now (it stays).
     pub fn publish(&mut self, t: &TokenFile, now: u64) -> Result<bool> {
@@ -407,17 +426,12 @@ impl Fleet {
             return Ok(false);
         }
         let raw = serde_json::to_string(t).expect("plain struct serializes");
-        let expected = self.seen.clone().unwrap_or_default();
-        let swapped: i64 = self.eval(
-            "publishing the token",
-            SWAP,
-            &[self.key("token")],
-            &[expected, raw.clone(), (left as u64 * 1000).to_string()],
-        )?;
-        if swapped == 1 {
+        let seen = self.seen.clone();
+        let swapped = self.swap("token", seen.as_deref(), &raw, left as u64 * 1000)?;
+        if swapped {
             self.seen = Some(raw);
         }
-        Ok(swapped == 1)
+        Ok(swapped)
     }
 
     /// Tells the fleet what WeChat said about its token (best effort).
@@ -466,13 +480,11 @@ impl Fleet {
         }
     }
 
-    /// Writes the SDK keys for the token the fleet holds (`seen`); -1 when it moved on.
-    pub fn write_entries(&mut self, entries: &[Entry]) -> Result<i64> {
-        let Some(expected) = self.seen.clone() else {
-            return Ok(-1);
-        };
-        let mut keys = vec![self.key("token")];
-        let mut args = vec![expected];
+    /// Writes SDK keys while the fleet's key `guard` ("token", "ticket:jsapi") still holds
+    /// `expected`, the value they were made from; -1 when it moved on.
+    pub fn write_entries(&mut self, guard: &str, expected: &str, entries: &[Entry]) -> Result<i64> {
+        let mut keys = vec![self.key(guard)];
+        let mut args = vec![expected.to_string()];
         for e in entries {
             keys.push(e.key.clone());
             args.push(e.value.clone());
@@ -481,38 +493,36 @@ impl Fleet {
         self.eval("writing the SDK keys", SDK_KEYS, &keys, &args)
     }
 
-    /// Waits (within --max-time) for the lock or for the fleet's token to change. Some(view) when
-    /// it changed (someone else published), None when the lock is this run's (its value in
-    /// `held`).
-    pub fn lock_or_news(
+    /// Waits (within --max-time) for the lock `lock` or for the key `name` to change from `seen`.
+    /// Some(value now) when it changed (someone else published), None when the lock is this
+    /// run's (its value in `held`), after re-reading the key under it.
+    pub fn lock_or_change(
         &mut self,
-        appid: &str,
-        api: Api,
+        lock: &str,
+        name: &str,
+        seen: Option<&str>,
         held: &mut Option<String>,
-    ) -> Result<Option<View>> {
+    ) -> Result<Option<Option<String>>> {
         loop {
-            if let Some(value) = self.try_lock()? {
+            if let Some(value) = self.try_lock(lock)? {
                 *held = Some(value);
-                // Re-read under the lock: a token published while this run queued is taken.
-                let view = self.read(appid, api, crate::vocab::unix_now())?;
-                if view.raw != self.seen {
-                    return Ok(Some(view));
-                }
-                return Ok(None);
+                let now = self.get(name)?;
+                return Ok((now.as_deref() != seen).then_some(now));
             }
             if self.deadline.remaining() < POLL * 2 {
-                let who = self.holder().unwrap_or_else(|| "another host".into());
+                let who = self.get(lock).ok().flatten();
                 return Err(Error::temp(format!(
-                    "{who} held the fleet's lock {} in Redis at {} for this run's whole --max-time \
-                     and published no token; it expires by itself, the next run tries again",
-                    self.key("lock"),
+                    "{} held the fleet's lock {} in Redis at {} for this run's whole --max-time \
+                     and published nothing; it expires by itself, the next run tries again",
+                    who.as_deref().unwrap_or("another host"),
+                    self.key(lock),
                     self.shown
                 )));
             }
             self.deadline.sleep(POLL);
-            let view = self.read(appid, api, crate::vocab::unix_now())?;
-            if view.raw != self.seen {
-                return Ok(Some(view));
+            let now = self.get(name)?;
+            if now.as_deref() != seen {
+                return Ok(Some(now));
             }
         }
     }
@@ -632,7 +642,7 @@ impl Run<'_> {
             _ => None,
         };
         if let Some(l) = offer.filter(|_| !fc.follower) {
-            offer_local(&mut fleet, &l, cfg, now)?;
+            offer_local(&mut fleet, &l, now)?;
         }
         if let Some(d) = file.as_ref().map(|t| digest(&t.access_token)) {
             if let Some(p) = &view.probe
@@ -745,15 +755,16 @@ impl Run<'_> {
         for _ in 0..3 {
             let fleet = self.fleet.as_mut().expect("fleet mode");
             let mut held = None;
-            let news = fleet.lock_or_news(&cfg.appid, cfg.api, &mut held);
-            let view = match news {
+            let seen = fleet.seen.clone();
+            let news = fleet.lock_or_change("lock", "token", seen.as_deref(), &mut held);
+            let raw = match news {
                 Err(e) => {
                     if let Some(v) = held {
-                        fleet.unlock(&v);
+                        fleet.unlock("lock", &v);
                     }
                     return Err(e);
                 }
-                Ok(Some(view)) => view,
+                Ok(Some(raw)) => raw,
                 Ok(None) => {
                     let value = held.expect("Ok(None) means the lock is ours");
                     debug!("holding the fleet's lock ({value}): fetching");
@@ -781,14 +792,17 @@ impl Run<'_> {
                         }
                     }
                     let fleet = self.fleet.as_mut().expect("fleet mode");
-                    fleet.unlock(&value);
+                    fleet.unlock("lock", &value);
                     return result.map(|(t, o)| (t, o, true));
                 }
             };
             // The fleet moved on while this run waited: decide again on its token.
-            fleet.seen = view.raw.clone();
             let now = unix_now();
-            let Some(cur) = view.token.and_then(|t| self.assess(t, now)) else {
+            let token = raw
+                .as_deref()
+                .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
+            fleet.seen = raw;
+            let Some(cur) = token.and_then(|t| self.assess(t, now)) else {
                 continue;
             };
             info!(
@@ -820,22 +834,17 @@ impl Run<'_> {
 /// Offers the fleet this host's token, which outlives the one Redis holds (or Redis holds none):
 /// under the lock, only if Redis still holds what this run read. Skipped while another host holds
 /// the lock (it is about to publish).
-fn offer_local(
-    fleet: &mut Fleet,
-    t: &TokenFile,
-    cfg: &crate::config::Config,
-    now: u64,
-) -> Result<()> {
-    let Some(value) = fleet.try_lock()? else {
+fn offer_local(fleet: &mut Fleet, t: &TokenFile, now: u64) -> Result<()> {
+    let Some(value) = fleet.try_lock("lock")? else {
         return Ok(());
     };
-    let result = fleet.read(&cfg.appid, cfg.api, now).and_then(|view| {
-        if view.raw != fleet.seen {
+    let result = fleet.get("token").and_then(|raw| {
+        if raw != fleet.seen {
             return Ok(false);
         }
         fleet.publish(t, now)
     });
-    fleet.unlock(&value);
+    fleet.unlock("lock", &value);
     if result? {
         info!(
             "published this host's token {} to the fleet (Redis at {}): Redis held none that \

@@ -31,10 +31,10 @@ pub fn deliver(cfg: &Config, fleet: Option<&mut Fleet>, token: &TokenFile) -> Re
     let Some(fleet) = fleet else {
         return Ok(());
     };
-    let fleet_token = fleet
-        .seen
-        .as_deref()
-        .and_then(|raw| serde_json::from_str::<TokenFile>(raw).ok());
+    let Some(seen) = fleet.seen.clone() else {
+        return Ok(());
+    };
+    let fleet_token = serde_json::from_str::<TokenFile>(&seen).ok();
     if fleet_token.is_none_or(|f| f.access_token != token.access_token) {
         debug!("this host's token is not the fleet's: no SDK keys written");
         return Ok(());
@@ -48,7 +48,7 @@ pub fn deliver(cfg: &Config, fleet: Option<&mut Fleet>, token: &TokenFile) -> Re
     if entries.is_empty() {
         return Ok(());
     }
-    match fleet.write_entries(&entries) {
+    match fleet.write_entries("token", &seen, &entries) {
         Ok(-1) => {
             debug!("the fleet's token changed meanwhile: the SDK keys follow it on the next run");
             Ok(())
