@@ -28,7 +28,8 @@ use crate::logging::mask;
 use crate::refresh::{Current, Plan, Policy, Run, plan};
 use crate::sdk::{Entry, Sdk};
 use crate::store::TokenFile;
-use crate::vocab::{Api, digest, implausible, secs_until, unix_now, validate_token};
+use crate::tickets::{self, TicketFile};
+use crate::vocab::{Api, TicketType, digest, implausible, secs_until, unix_now, validate_token};
 
 /// The Redis password systemd's `LoadCredential=wxtoken-redis-password:...` provides.
 pub const PASSWORD_CREDENTIAL: &str = "wxtoken-redis-password";
@@ -104,12 +105,6 @@ impl FleetConfig {
             return Err(Error::config(
                 "--follower and --redis-fallback-fetch contradict each other: a follower never \
                  fetches from WeChat, not even when Redis is down",
-            ));
-        }
-        if args.follower && !args.files.tickets.is_empty() {
-            return Err(Error::config(
-                "--follower with --ticket: tickets are not shared through Redis yet, and a \
-                 follower never calls WeChat; drop --ticket on this host",
             ));
         }
         let (info, tls) = parse_url(url)?;
@@ -828,6 +823,165 @@ impl Run<'_> {
         Err(Error::temp(
             "the fleet's token kept changing while this run waited; the next run looks again",
         ))
+    }
+}
+
+/// The fleet's key for a ticket type: `ticket:jsapi`, `ticket:wx_card`, `ticket:agent_config`.
+pub fn ticket_key(ty: TicketType) -> String {
+    format!("ticket:{}", ty.name())
+}
+
+/// A stored ticket when wxtoken would serve it: this account and type, believable, not expired.
+pub fn believe_ticket(raw: &str, ty: TicketType, appid: &str, now: u64) -> Option<TicketFile> {
+    let t: TicketFile = serde_json::from_str(raw).ok()?;
+    let usable = validate_token(&t.ticket).is_ok()
+        && t.appid == appid
+        && t.ticket_type == ty.name()
+        && implausible(t.expires_in, t.expires_at, t.refreshed_at, now).is_none()
+        && secs_until(t.expires_at, now) > 0;
+    usable.then(|| {
+        crate::logging::register_token(&t.ticket);
+        TicketFile {
+            expire_time: t.expires_at,
+            ..t
+        }
+    })
+}
+
+impl Run<'_> {
+    /// Fleet mode: the fleet's ticket of this type goes into this host's file when it outlives
+    /// the file's (or corrects its expiry down). Returns what the file holds afterwards.
+    pub(crate) fn fleet_ticket_sync(
+        &mut self,
+        ty: TicketType,
+        path: &Path,
+        local: Option<TicketFile>,
+        now: u64,
+    ) -> Option<TicketFile> {
+        let cfg = self.cfg;
+        let fleet = self.fleet.as_mut()?;
+        let raw = match fleet.get(&ticket_key(ty)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                warn!("{e}");
+                return local;
+            }
+        };
+        let Some(r) = raw.and_then(|raw| believe_ticket(&raw, ty, &cfg.appid, now)) else {
+            return local;
+        };
+        let better = local.as_ref().is_none_or(|l| {
+            l.appid != cfg.appid
+                || (l.ticket != r.ticket && r.expires_at > l.expires_at)
+                || (l.ticket == r.ticket && r.expires_at < l.expires_at)
+        });
+        if !better {
+            return local;
+        }
+        match crate::atomic::write_atomic(path, &r.render(), cfg.store.mode, cfg.store.gid) {
+            Ok(_) => {
+                info!(
+                    "took the {} ticket {} from the fleet, {} s left",
+                    ty.name(),
+                    mask(&r.ticket),
+                    secs_until(r.expires_at, now)
+                );
+                Some(r)
+            }
+            Err(e) => {
+                warn!("{e}");
+                local
+            }
+        }
+    }
+
+    /// Fleet mode: a ticket fetch only under the fleet's lock for that ticket, and only if Redis
+    /// holds no fresh one by then (that one is taken instead); the new ticket goes to this host's
+    /// file, then to Redis by compare-and-swap.
+    pub(crate) fn fleet_ticket(
+        &mut self,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        let name = ticket_key(ty);
+        let lock = format!("lock:{name}");
+        let path = tickets::path_for(cfg.store.dir(), ty);
+        let taken = |raw: &Option<String>| -> Result<bool> {
+            let now = unix_now();
+            let Some(t) = raw
+                .as_deref()
+                .and_then(|r| believe_ticket(r, ty, &cfg.appid, now))
+            else {
+                return Ok(false);
+            };
+            if tickets::needs_fetch(&path, Some(&t), &cfg.appid, cfg.margin, now)?.is_some() {
+                return Ok(false);
+            }
+            crate::atomic::write_atomic(&path, &t.render(), cfg.store.mode, cfg.store.gid)?;
+            info!(
+                "another host published the {} ticket {} meanwhile: taking it",
+                ty.name(),
+                mask(&t.ticket)
+            );
+            Ok(true)
+        };
+        let fleet = self.fleet.as_mut().expect("fleet mode");
+        let mut seen = fleet.get(&name)?;
+        if taken(&seen)? {
+            return Ok(());
+        }
+        for _ in 0..3 {
+            let fleet = self.fleet.as_mut().expect("fleet mode");
+            let mut held = None;
+            match fleet.lock_or_change(&lock, &name, seen.as_deref(), &mut held) {
+                Err(e) => {
+                    if let Some(v) = held {
+                        fleet.unlock(&lock, &v);
+                    }
+                    return Err(e);
+                }
+                Ok(Some(raw)) => {
+                    if taken(&raw)? {
+                        return Ok(());
+                    }
+                    seen = raw;
+                }
+                Ok(None) => {
+                    let value = held.expect("Ok(None) means the lock is ours");
+                    let result = self.ticket(ty, token, current);
+                    let fleet = self.fleet.as_mut().expect("fleet mode");
+                    if result.is_ok()
+                        && let Some(t) = tickets::read(&path)
+                    {
+                        let raw = serde_json::to_string(&t).expect("plain struct serializes");
+                        let left = secs_until(t.expires_at, unix_now()).max(1) as u64;
+                        match fleet.swap(&name, seen.as_deref(), &raw, left * 1000) {
+                            Ok(true) => debug!("published the {} ticket to the fleet", ty.name()),
+                            Ok(false) => warn!(
+                                "Redis held another {} ticket by the time this run published: \
+                                 kept it",
+                                ty.name()
+                            ),
+                            Err(e) => {
+                                self.deferred.get_or_insert(Error::temp(format!(
+                                    "{e}: the new {} ticket is in this host's file only",
+                                    ty.name()
+                                )));
+                            }
+                        }
+                    }
+                    let fleet = self.fleet.as_mut().expect("fleet mode");
+                    fleet.unlock(&lock, &value);
+                    return result;
+                }
+            }
+        }
+        Err(Error::temp(format!(
+            "the fleet's {} ticket kept changing while this run waited; the next run looks again",
+            ty.name()
+        )))
     }
 }
 

@@ -335,14 +335,12 @@ impl Run<'_> {
         // never undoes the token write: it is logged and decides the exit status if the token's
         // own outcome was fine.
         let mut ticket_error: Option<Error> = None;
-        let tickets: &[TicketType] = if run.may_call_wechat() {
-            &cfg.tickets
-        } else {
-            &[]
-        };
-        for &ty in tickets {
+        for &ty in &cfg.tickets {
             let path = tickets::path_for(store.dir(), ty);
-            let current_ticket = tickets::read(&path);
+            let mut current_ticket = tickets::read(&path);
+            if run.fleet.is_some() {
+                current_ticket = run.fleet_ticket_sync(ty, &path, current_ticket, unix_now());
+            }
             let Some(why) = tickets::needs_fetch(
                 &path,
                 current_ticket.as_ref(),
@@ -354,8 +352,16 @@ impl Run<'_> {
                 debug!("{} ticket still fresh", ty.name());
                 continue;
             };
+            if !run.may_call_wechat() {
+                run.deferred.get_or_insert(Error::temp(format!(
+                    "the {} ticket needs a fetch ({why}), which this host does not make \
+                     (--follower, or Redis unreachable): a host of the fleet that may does",
+                    ty.name()
+                )));
+                continue;
+            }
             debug!("fetching the {} ticket: {why}", ty.name());
-            let mut result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            let mut result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
             if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
                 // WeChat's advice: refresh passively when an API reports the token invalid (another
                 // program fetched one for this appid, or WeChat revoked it early). Once per run.
@@ -380,7 +386,7 @@ impl Run<'_> {
                 };
                 fetched = true;
                 run.save_state()?;
-                result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+                result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
             }
             if let Err(e) = result {
                 error!("{} ticket not refreshed: {e}", ty.name());
@@ -784,7 +790,26 @@ impl Run<'_> {
         ))
     }
 
-    fn ticket(&mut self, ty: TicketType, token: &str, current: Option<&TicketFile>) -> Result<()> {
+    /// One ticket fetch: through the fleet's lock in fleet mode.
+    fn any_ticket(
+        &mut self,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
+        if self.fleet.is_some() {
+            self.fleet_ticket(ty, token, current)
+        } else {
+            self.ticket(ty, token, current)
+        }
+    }
+
+    pub(crate) fn ticket(
+        &mut self,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::store::TokenFile;
-use crate::vocab::{Api, secs_until, unix_now};
+use crate::tickets::{self, TicketFile};
+use crate::vocab::{Api, TicketType, secs_until, unix_now};
 
 /// Writes every `--publish` format's keys for `token` into the fleet's Redis, where they differ.
 /// Called once per run after the files and the hooks, with the token the run ends with. Only
@@ -48,21 +49,46 @@ pub fn deliver(cfg: &Config, fleet: Option<&mut Fleet>, token: &TokenFile) -> Re
     if entries.is_empty() {
         return Ok(());
     }
-    match fleet.write_entries("token", &seen, &entries) {
+    let mut written = write(fleet, "token", &seen, &entries)?;
+    // Each ticket the same way, guarded by the fleet's copy of that ticket.
+    for &ty in &cfg.tickets {
+        let Some(local) = tickets::read(&tickets::path_for(cfg.store.dir(), ty)) else {
+            continue;
+        };
+        let name = crate::fleet::ticket_key(ty);
+        let Some(raw) = fleet.get(&name)? else {
+            continue;
+        };
+        let same = crate::fleet::believe_ticket(&raw, ty, &cfg.appid, now)
+            .is_some_and(|t| t.ticket == local.ticket);
+        let entries: Vec<Entry> = fc
+            .publish
+            .iter()
+            .flat_map(|sdk| sdk.ticket_entries(&cfg.appid, cfg.api, ty, &local, now))
+            .collect();
+        if same && !entries.is_empty() {
+            written += write(fleet, &name, &raw, &entries)?;
+        }
+    }
+    if written > 0 {
+        let names: Vec<&str> = fc.publish.iter().map(Sdk::name).collect();
+        info!(
+            "wrote {written} SDK key(s) in Redis at {} ({})",
+            fleet.shown,
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Writes one guarded group of SDK keys; the number written (0 when the guard moved on).
+fn write(fleet: &mut Fleet, guard: &str, expected: &str, entries: &[Entry]) -> Result<i64> {
+    match fleet.write_entries(guard, expected, entries) {
         Ok(-1) => {
-            debug!("the fleet's token changed meanwhile: the SDK keys follow it on the next run");
-            Ok(())
+            debug!("the fleet's {guard} changed meanwhile: the SDK keys follow it on the next run");
+            Ok(0)
         }
-        Ok(0) => Ok(()),
-        Ok(n) => {
-            let names: Vec<&str> = fc.publish.iter().map(Sdk::name).collect();
-            info!(
-                "wrote {n} SDK key(s) in Redis at {} ({})",
-                fleet.shown,
-                names.join(", ")
-            );
-            Ok(())
-        }
+        Ok(n) => Ok(n),
         Err(e) => {
             error!("--publish: {e}; the next run writes the SDK keys");
             Err(e)
@@ -243,6 +269,58 @@ impl Sdk {
                     php_serialize_cached(&json),
                 )]
             }
+        }
+    }
+}
+
+impl Sdk {
+    /// The keys this format holds for a JS-SDK ticket (none where the SDK keeps none of this type
+    /// in Redis, or under a key wxtoken does not know).
+    pub fn ticket_entries(
+        &self,
+        appid: &str,
+        api: Api,
+        ty: TicketType,
+        ticket: &TicketFile,
+        now: u64,
+    ) -> Vec<Entry> {
+        let left = secs_until(ticket.expires_at, now);
+        if left <= 0 || api == Api::Wecom {
+            return Vec::new();
+        }
+        let entry = |key: String, value: String| Entry {
+            key,
+            value,
+            ttl_ms: left as u64 * 1000,
+        };
+        let t = &ticket.ticket;
+        match (self, ty) {
+            // wechatpy/client/api/jsapi.py get_jsapi_ticket() / get_jsapi_card_ticket(): the
+            // ticket (JSON string) and its expiry (an int); fetched again once that is past.
+            (Sdk::Wechatpy { prefix }, TicketType::Jsapi | TicketType::WxCard) => {
+                let name = if ty == TicketType::Jsapi {
+                    "jsapi_ticket"
+                } else {
+                    "jsapi_card_ticket"
+                };
+                vec![
+                    entry(format!("{prefix}:{appid}_{name}"), format!("\"{t}\"")),
+                    entry(
+                        format!("{prefix}:{appid}_{name}_expires_at"),
+                        ticket.expires_at.to_string(),
+                    ),
+                ]
+            }
+            // silenceper/wechat credential/default_js_ticket.go: "%s_jsapi_ticket_%s".
+            (Sdk::Silenceper { prefix }, TicketType::Jsapi) => {
+                vec![entry(format!("{prefix}_jsapi_ticket_{appid}"), t.clone())]
+            }
+            // WxMpRedisConfigImpl: "%s:ticket:key:%s:%s" (keyPrefix, appid, TicketType code).
+            (Sdk::Wxjava { prefix }, TicketType::Jsapi | TicketType::WxCard) => vec![entry(
+                format!("{prefix}:ticket:key:{appid}:{}", ty.name()),
+                t.clone(),
+            )],
+            _ => Vec::new(),
         }
     }
 }

@@ -201,6 +201,13 @@ fn finish(child: Child) -> common::Run {
     }
 }
 
+/// The ticket of this type a host's file holds, if any.
+fn ticket_of(site: &Site, ty: &str) -> Option<String> {
+    let bytes = fs::read(site.state_dir().join(format!("{ty}_ticket.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    Some(v["ticket"].as_str().unwrap().to_string())
+}
+
 /// The token a host's file holds, if any (panics on a file that is not a complete token file:
 /// "no file corrupted").
 fn file_token(site: &Site) -> Option<String> {
@@ -472,8 +479,6 @@ fn a_follower_never_calls_wechat() {
         redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:report")),
         None
     );
-    let mut tickets = follow();
-    tickets.args(&["--ticket", "jsapi"]).run().expect(78);
     Cmd::new(&["refresh"])
         .args(&["--follower", "--appid", DEFAULT_APPID])
         .args(&["--secret-file", follower.secret.to_str().unwrap()])
@@ -632,7 +637,9 @@ def fetch():
         params={"grant_type": "client_credential", "appid": appid, "secret": "x"})
 client.fetch_access_token = fetch
 answer = client.get("get_api_domain_ip")
-print(json.dumps({"token": client.access_token, "fetches": len(fetches), "answer": answer}))
+ticket = client.jsapi.get_jsapi_ticket()
+print(json.dumps({"token": client.access_token, "fetches": len(fetches), "answer": answer,
+                  "ticket": ticket}))
 "#;
 
 #[test]
@@ -644,14 +651,16 @@ fn wechatpy_uses_the_published_token_and_never_fetches() {
     let fake = FakeWeChat::start();
     let site = Site::new();
     host(&site, &fake, &redis)
-        .args(&["--publish", "wechatpy"])
+        .args(&["--publish", "wechatpy", "--ticket", "jsapi"])
         .run()
         .expect(0)
         .stderr_has("SDK key");
     let token = file_token(&site).unwrap();
+    let ticket = ticket_of(&site, "jsapi").unwrap();
     let key = format!("wechatpy:{DEFAULT_APPID}_access_token");
     assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
     let calls = fake.token_calls();
+    let ticket_calls = fake.ticket_calls();
     let mut cmd = Command::new(&python);
     cmd.args(["-c", WECHATPY_APP, &redis.port.to_string(), DEFAULT_APPID])
         .arg(fake.base_url());
@@ -670,7 +679,13 @@ fn wechatpy_uses_the_published_token_and_never_fetches() {
     assert_eq!(v["fetches"], 0, "wechatpy fetched a token of its own");
     assert_eq!(v["token"].as_str(), Some(token.as_str()));
     assert_eq!(v["answer"]["ip_list"][0], "127.0.0.1", "{v}");
+    assert_eq!(v["ticket"].as_str(), Some(ticket.as_str()));
     assert_eq!(fake.token_calls(), calls);
+    assert_eq!(
+        fake.ticket_calls(),
+        ticket_calls,
+        "wechatpy fetched a ticket of its own"
+    );
     let used = fake
         .requests()
         .into_iter()
@@ -684,7 +699,7 @@ fn wechatpy_uses_the_published_token_and_never_fetches() {
         .query::<()>(&mut redis.try_conn().unwrap())
         .unwrap();
     host(&site, &fake, &redis)
-        .args(&["--publish", "wechatpy"])
+        .args(&["--publish", "wechatpy", "--ticket", "jsapi"])
         .run()
         .expect(0);
     assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
@@ -777,10 +792,30 @@ fn silenceper_and_wxjava_keys_hold_the_raw_token_for_its_lifetime() {
     let fake = FakeWeChat::start();
     let site = Site::new();
     host(&site, &fake, &redis)
-        .args(&["--publish", "silenceper,wxjava"])
+        .args(&[
+            "--publish",
+            "silenceper,wxjava",
+            "--ticket",
+            "jsapi,wx_card",
+        ])
         .run()
         .expect(0);
     let token = file_token(&site).unwrap();
+    let jsapi = ticket_of(&site, "jsapi").unwrap();
+    let card = ticket_of(&site, "wx_card").unwrap();
+    for (key, value) in [
+        // silenceper/wechat credential/default_js_ticket.go
+        (
+            format!("gowechat_officialaccount__jsapi_ticket_{DEFAULT_APPID}"),
+            &jsapi,
+        ),
+        // WxMpRedisConfigImpl's ticket keys, TicketType codes jsapi and wx_card
+        (format!("wx:ticket:key:{DEFAULT_APPID}:jsapi"), &jsapi),
+        (format!("wx:ticket:key:{DEFAULT_APPID}:wx_card"), &card),
+    ] {
+        assert_eq!(redis.get(&key).as_ref(), Some(value), "{key}");
+        assert!(redis.pttl(&key) > 7_000_000, "{key}");
+    }
     for key in [
         // silenceper/wechat credential/default_access_token.go, the official account's prefix
         format!("gowechat_officialaccount__access_token_{DEFAULT_APPID}"),
@@ -837,4 +872,45 @@ fn rediss_with_the_ca_file_and_never_without_verification() {
     let mut plain = host(&site, &fake, &redis);
     plain.set("--redis", &format!("redis://127.0.0.1:{}", redis.port));
     plain.run().expect(75);
+}
+
+#[test]
+fn tickets_are_fetched_once_for_the_fleet_and_mirrored_by_followers() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let children: Vec<Child> = (0..5)
+        .flat_map(|_| hosts.iter())
+        .map(|site| {
+            let mut c = host(site, &fake, &redis);
+            c.args(&["--ticket", "jsapi"]);
+            c.spawn()
+        })
+        .collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(fake.ticket_calls(), 1, "one ticket fetch for the fleet");
+    let raw = redis
+        .get(&format!("wxtoken:{DEFAULT_APPID}:legacy:ticket:jsapi"))
+        .unwrap();
+    let in_redis: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    for site in &hosts {
+        assert_eq!(
+            ticket_of(site, "jsapi").as_deref(),
+            in_redis["ticket"].as_str()
+        );
+    }
+    let follower = Site::new();
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--ticket", "jsapi"])
+        .run()
+        .expect(0)
+        .stderr_has("took the jsapi ticket");
+    assert_eq!(
+        ticket_of(&follower, "jsapi").as_deref(),
+        in_redis["ticket"].as_str()
+    );
+    assert_eq!(fake.requests().len(), 2, "the follower called nobody");
 }
