@@ -7,7 +7,9 @@
 //!   killed while holding it blocks the others for that long at most);
 //! - `…:probe`: the last verdict a host got from WeChat on the fleet's token (so that periodic
 //!   probes are made for the fleet, not per host, and a dead token is known to all);
-//! - `…:report`: an app's report that WeChat rejected the token, forwarded by a follower.
+//! - `…:report`: an app's report that WeChat rejected the token, forwarded by a follower;
+//! - `…:ticket:{type}` and `…:lock:ticket:{type}`: each JS-SDK ticket, on its own clock, the same
+//!   way as the token.
 //!
 //! Every run reads them, writes its local files from the fleet's token (local readers keep the
 //! file interface), and only the lock holder fetches, after re-reading Redis: a token someone else
