@@ -676,23 +676,35 @@ impl Run<'_> {
     }
 
     /// A run that may not call WeChat (follower, Redis down) keeps what it has: a probe is
-    /// skipped, a fetch becomes "keep the file" while its token is valid, with exit 75.
+    /// skipped, a fetch becomes "keep the file" while its token is valid, with exit 75. A
+    /// follower first waits (within its --max-time) for a host of the fleet to replace the token:
+    /// with the same margin, the leaders' timer ticks come within a minute.
     pub(crate) fn hold(
         &mut self,
         decision: Plan,
-        current: Option<&Current>,
+        current: Option<Current>,
         now: u64,
-    ) -> Result<Plan> {
+    ) -> Result<(Plan, Option<Current>)> {
         let why = match decision {
             Plan::Fetch { why, .. } => why,
             Plan::Probe { .. } => {
-                return Ok(Plan::Fresh {
-                    left: current.map_or(0, |c| c.left(now)),
-                });
+                let left = current.as_ref().map_or(0, |c| c.left(now));
+                return Ok((Plan::Fresh { left }, current));
             }
-            fresh => return Ok(fresh),
+            fresh => return Ok((fresh, current)),
         };
         let fc = self.cfg.fleet.as_ref().expect("held only in fleet mode");
+        if fc.follower
+            && self.fleet.is_some()
+            && let Some(cur) = self.wait_for_leader(&why)?
+        {
+            return Ok((
+                Plan::Fresh {
+                    left: cur.left(unix_now()),
+                },
+                Some(cur),
+            ));
+        }
         let reason = self.deferred.take().unwrap_or_else(|| {
             Error::temp(format!(
                 "the fleet's token needs replacing ({why}), and this host is a --follower: it never \
@@ -701,10 +713,11 @@ impl Run<'_> {
                 fc.shown
             ))
         });
+        let now = unix_now();
         match current.filter(|c| c.left(now) > 0) {
             Some(c) => {
                 self.deferred = Some(reason);
-                Ok(Plan::Fresh { left: c.left(now) })
+                Ok((Plan::Fresh { left: c.left(now) }, Some(c)))
             }
             None => Err(Error::temp(format!(
                 "{}; {} holds no valid token ({why})",
@@ -712,6 +725,49 @@ impl Run<'_> {
                 self.cfg.store.state.display()
             ))),
         }
+    }
+
+    /// A follower whose token needs replacing watches the fleet's token until a leader publishes
+    /// one it may keep, or this run's time is up (None).
+    fn wait_for_leader(&mut self, why: &str) -> Result<Option<Current>> {
+        let cfg = self.cfg;
+        let policy = Policy {
+            margin: cfg.margin,
+            force: false,
+            force_new: false,
+            probe_every: cfg.probe_every,
+        };
+        info!("the fleet's token needs replacing ({why}): waiting for a host that fetches");
+        while self.deadline.remaining() > Duration::from_secs(1) {
+            self.deadline.sleep(POLL * 5);
+            let fleet = self.fleet.as_mut().expect("fleet mode");
+            let raw = fleet.get("token")?;
+            if raw == fleet.seen {
+                continue;
+            }
+            let now = unix_now();
+            let token = raw
+                .as_deref()
+                .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
+            fleet.seen = raw;
+            let Some(cur) = token.and_then(|t| self.assess(t, now)) else {
+                continue;
+            };
+            if !matches!(
+                plan(policy, Some(&cur), &self.st, &[], 0, now),
+                Plan::Fetch { .. }
+            ) {
+                info!(
+                    "took {} from the fleet, {} s left",
+                    mask(&cur.file.access_token),
+                    cur.left(now)
+                );
+                self.st.token_expires_at = cur.file.expires_at;
+                self.dirty = true;
+                return Ok(Some(cur));
+            }
+        }
+        Ok(None)
     }
 
     /// After a probe this run made: the verdict goes to the fleet (periodic probes are then made

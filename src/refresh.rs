@@ -269,7 +269,7 @@ impl Run<'_> {
         }
         // Fleet mode: the fleet's token (from Redis) becomes this host's, before any decision.
         run.fleet_sync(&mut file, &mut reports, now)?;
-        let current = file.and_then(|f| run.assess(f, now));
+        let mut current = file.and_then(|f| run.assess(f, now));
         if consumed > 0 {
             let matching = current
                 .as_ref()
@@ -286,7 +286,7 @@ impl Run<'_> {
         };
         let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
         if !run.may_call_wechat() {
-            decision = run.hold(decision, current.as_ref(), now)?;
+            (decision, current) = run.hold(decision, current, now)?;
         }
         if let Plan::Probe { why, reported } = &decision {
             let cur = current.as_ref().expect("a probe implies a token");

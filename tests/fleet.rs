@@ -448,7 +448,7 @@ fn a_follower_never_calls_wechat() {
     let (leader, follower) = (Site::new(), Site::new());
     let follow = || {
         let mut c = host(&follower, &fake, &redis);
-        c.args(&["--follower", "--probe-every", "60"]);
+        c.args(&["--follower", "--probe-every", "60", "--max-time", "3"]);
         c
     };
     follow().run().expect(75).stderr_has("--follower");
@@ -913,4 +913,26 @@ fn tickets_are_fetched_once_for_the_fleet_and_mirrored_by_followers() {
         in_redis["ticket"].as_str()
     );
     assert_eq!(fake.requests().len(), 2, "the follower called nobody");
+}
+
+#[test]
+fn a_follower_waits_for_the_leaders_refresh_instead_of_failing() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // A token with 400 s left: fresh for the leader (margin 300), due for the follower (450).
+    fake.script(vec![Behaviour::Token("short-lived_token".into(), 400)]);
+    host(&leader, &fake, &redis).run().expect(0);
+    let waiting = host(&follower, &fake, &redis)
+        .args(&["--follower", "--margin", "450", "--max-time", "20"])
+        .spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    host(&leader, &fake, &redis).arg("--force").run().expect(0);
+    finish(waiting)
+        .expect(0)
+        .stderr_has("waiting for a host that fetches");
+    let token = file_token(&leader).unwrap();
+    assert_ne!(token, "short-lived_token");
+    assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
+    assert_eq!(fake.token_calls(), 2, "the leader's two fetches only");
 }
