@@ -936,3 +936,27 @@ fn a_follower_waits_for_the_leaders_refresh_instead_of_failing() {
     assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
     assert_eq!(fake.token_calls(), 2, "the leader's two fetches only");
 }
+
+#[test]
+fn a_redis_that_accepts_and_never_answers_costs_seconds_not_the_run() {
+    // Accepts connections (the backlog does it) and never reads or answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let mut c = site.refresh(&fake);
+    c.args(&["--api", "legacy", "--redis", &url, "--max-time", "30"]);
+    let r = c.run_bounded(Duration::from_secs(40));
+    assert!(!r.killed);
+    r.run.expect(75);
+    assert!(
+        r.run.elapsed < Duration::from_secs(4),
+        "one Redis timeout (2 s), not --max-time: {:?}",
+        r.run.elapsed
+    );
+    assert_eq!(fake.token_calls(), 0);
+    show(&format!(
+        "fleet: a silent Redis ended the run after {:.2} s (exit 75)",
+        r.run.elapsed.as_secs_f64()
+    ));
+}
