@@ -536,6 +536,12 @@ fn redis_settings_are_checked_before_anything() {
     r.expect(78).stderr_has("--redis-password-file");
     assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
     run("rediss://127.0.0.1:1/#insecure").expect(78);
+    let mut c = site.refresh(&fake);
+    c.args(&["--publish", "wechatpy"]);
+    c.run().expect(78).stderr_has("needs --redis");
+    let mut c = site.refresh(&fake);
+    c.args(&["--redis", "redis://127.0.0.1:1", "--publish", "easywechat"]);
+    c.run().expect(78).stderr_has("AppSecret");
     // Nothing listens there: 75, and no fetch on its own.
     run("redis://127.0.0.1:1").expect(75);
     assert_eq!(fake.token_calls(), 0);
@@ -959,4 +965,47 @@ fn a_redis_that_accepts_and_never_answers_costs_seconds_not_the_run() {
         "fleet: a silent Redis ended the run after {:.2} s (exit 75)",
         r.run.elapsed.as_secs_f64()
     ));
+}
+
+#[test]
+fn a_revoked_stable_token_costs_the_fleet_one_force_refresh() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let stable = |site: &Site| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--api", "stable"]);
+        c
+    };
+    for site in &hosts {
+        stable(site).run().expect(0);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        1,
+        "one host fetched, the others took it"
+    );
+    let old = redis.token("stable").unwrap();
+    // WeChat revokes it: normal mode keeps handing it out, only force_refresh replaces it.
+    fake.revoke(&old);
+    for site in &hosts {
+        Cmd::new(&["report-stale", "--out", site.out.to_str().unwrap()])
+            .arg(&wxtoken::vocab::digest(&old))
+            .run()
+            .expect(0);
+    }
+    let children: Vec<Child> = hosts.iter().map(|s| stable(s).spawn()).collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(
+        fake.force_refresh_calls(),
+        1,
+        "one forced rotation for the fleet"
+    );
+    let new = redis.token("stable").unwrap();
+    assert!(fake.is_valid(&new));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(new.as_str()));
+    }
 }
