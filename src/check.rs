@@ -88,7 +88,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     match &a.ca_file {
         None => r.pass("ca-file", "none given: the system's trust store only"),
         Some(path) => match config::load_ca_file(path) {
-            Ok(certs) => r.pass(
+            Ok((certs, _)) => r.pass(
                 "ca-file",
                 format!(
                     "{}: {} certificate(s), added to the system's trust store",

@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the biggest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
@@ -220,6 +222,38 @@ pub struct RefreshArgs {
     /// WXTOKEN_APPID, WXTOKEN_EXPIRES_AT... in its environment, never the token or the secret.
     #[arg(long = "on-change", env = "WXTOKEN_ON_CHANGE", value_name = "CMD")]
     pub on_change: Vec<String>,
+
+    /// Fleet mode: coordinate with the other hosts of this account through Redis
+    /// (redis://HOST[:PORT][/DB], rediss:// for TLS; a user name may come before an @, never a
+    /// password). One host fetches per refresh window; every host writes its files from Redis.
+    #[arg(long, env = "WXTOKEN_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// File holding the Redis password. Default: $CREDENTIALS_DIRECTORY/wxtoken-redis-password when
+    /// it exists (systemd LoadCredential=). Never on the command line, in the URL or a variable.
+    #[arg(long, env = "WXTOKEN_REDIS_PASSWORD_FILE", value_name = "PATH")]
+    pub redis_password_file: Option<PathBuf>,
+
+    /// Never call WeChat: only mirror the fleet's token from Redis into this host's files
+    /// (staging and test hosts that share the production appid).
+    #[arg(long, env = "WXTOKEN_FOLLOWER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub follower: bool,
+
+    /// When Redis cannot be reached, fetch from WeChat on this host's own (off by default: with
+    /// the legacy or WeCom API a lone fetch retires the token every other host serves).
+    #[arg(long, env = "WXTOKEN_REDIS_FALLBACK_FETCH",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis_fallback_fetch: bool,
+
+    /// Also keep the token in Redis where an SDK's cache looks for it: wechatpy[:PREFIX],
+    /// silenceper[:PREFIX], wxjava[:PREFIX], yii2[:KEYPREFIX[:KEY]] (repeatable; needs --redis).
+    #[arg(
+        long = "publish",
+        env = "WXTOKEN_PUBLISH",
+        value_name = "FORMAT[:...]",
+        value_delimiter = ','
+    )]
+    pub publish: Vec<String>,
 }
 
 fn parse_digest(s: &str) -> Result<String, String> {

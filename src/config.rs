@@ -59,6 +59,8 @@ pub struct Config {
     pub tickets: Vec<TicketType>,
     pub hooks: Vec<Hook>,
     pub metrics: Option<std::path::PathBuf>,
+    /// Fleet mode (--redis): None for a host on its own.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 impl Config {
@@ -66,10 +68,14 @@ impl Config {
         let appid = check_appid(args.appid.as_deref(), args.api)?;
         let (secret, secret_source) = load_secret(args.secret_file.as_deref())?;
         let bases = check_bases(&args.api_base, args.api, &|k| std::env::var(k).ok())?;
-        let ca_certs = match &args.ca_file {
-            Some(path) => load_ca_file(path)?,
-            None => Vec::new(),
+        let (ca_certs, ca_pem) = match &args.ca_file {
+            Some(path) => {
+                let (certs, pem) = load_ca_file(path)?;
+                (certs, Some(pem))
+            }
+            None => (Vec::new(), None),
         };
+        let fleet = crate::fleet::FleetConfig::from_args(args, &appid, &secret, ca_pem.as_deref())?;
         let gid = match args.group.as_deref() {
             Some(g) => {
                 let gid = resolve_group(g)?;
@@ -104,6 +110,7 @@ impl Config {
             tickets,
             hooks: crate::hookspec::parse(&args.on_change)?,
             metrics: args.metrics.clone(),
+            fleet,
         })
     }
 }
@@ -149,41 +156,9 @@ pub fn secret_path(explicit: Option<&Path>) -> Result<(PathBuf, bool)> {
 /// The secret and, for messages, where it came from (never the secret itself).
 pub fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
     let (path, from_credential) = secret_path(explicit)?;
-    let shown = path.display().to_string();
-    let (meta, raw) = read_small_file(&path, MAX_SECRET_LEN)
-        .map_err(|why| Error::config(format!("the secret file {shown} {why}")))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
-        return Err(Error::config(format!(
-            "the secret file {shown} is readable by other users (mode {mode:04o}); refusing to use it. \
-             Fix: chmod o-rwx {shown}   (0600 or 0400 is typical)"
-        )));
-    }
-    let raw = String::from_utf8(raw).map_err(|_| {
-        Error::config(format!(
-            "the secret file {shown} is not UTF-8 text; it should hold only the secret"
-        ))
-    })?;
-    // Windows editors (Notepad) start UTF-8 files with a byte order mark; it is not part of
-    // the secret, and sent along it makes WeChat answer "wrong secret".
-    let raw = match raw.strip_prefix('\u{feff}') {
-        Some(rest) => {
-            debug!("the secret file {shown} starts with a UTF-8 byte order mark; ignoring it");
-            rest
-        }
-        None => raw.as_str(),
-    };
-    let secret = raw.trim();
-    if secret.is_empty() {
-        return Err(Error::config(format!("the secret file {shown} is empty")));
-    }
-    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::config(format!(
-            "the secret file {shown} holds more than one word; it should hold only the secret"
-        )));
-    }
-    crate::logging::register_secret(secret);
+    let secret = read_credential(&path, "secret")?;
     // systemd's copy under /run/credentials is not what an admin edits: name the source instead.
+    let shown = path.display().to_string();
     let source = if from_credential {
         format!(
             "the file the unit's LoadCredential={CREDENTIAL_NAME}:... names (/etc/wxtoken/secret, or \
@@ -192,7 +167,47 @@ pub fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
     } else {
         shown
     };
-    Ok((secret.to_string(), source))
+    Ok((secret, source))
+}
+
+/// A credential file (the AppSecret, the Redis password): one word, not readable by "other",
+/// registered with the logger so that it never appears in a message. `what` names it in errors.
+pub fn read_credential(path: &Path, what: &str) -> Result<String> {
+    let shown = path.display().to_string();
+    let (meta, raw) = read_small_file(path, MAX_SECRET_LEN)
+        .map_err(|why| Error::config(format!("the {what} file {shown} {why}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(Error::config(format!(
+            "the {what} file {shown} is readable by other users (mode {mode:04o}); refusing to use it. \
+             Fix: chmod o-rwx {shown}   (0600 or 0400 is typical)"
+        )));
+    }
+    let raw = String::from_utf8(raw).map_err(|_| {
+        Error::config(format!(
+            "the {what} file {shown} is not UTF-8 text; it should hold only the {what}"
+        ))
+    })?;
+    // Windows editors (Notepad) start UTF-8 files with a byte order mark; it is not part of
+    // the secret, and sent along it makes WeChat answer "wrong secret".
+    let raw = match raw.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            debug!("the {what} file {shown} starts with a UTF-8 byte order mark; ignoring it");
+            rest
+        }
+        None => raw.as_str(),
+    };
+    let secret = raw.trim();
+    if secret.is_empty() {
+        return Err(Error::config(format!("the {what} file {shown} is empty")));
+    }
+    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::config(format!(
+            "the {what} file {shown} holds more than one word; it should hold only the {what}"
+        )));
+    }
+    crate::logging::register_secret(secret);
+    Ok(secret.to_string())
 }
 
 /// Reads a small regular file, never blocking: a FIFO or device swapped in for it is refused at
@@ -223,7 +238,7 @@ fn read_small_file(path: &Path, cap: u64) -> std::result::Result<(Metadata, Vec<
 
 /// The certificates of `--ca-file`. Read here, once, so that a missing or empty file fails the
 /// run that meets it, not a run two hours later when the token is due.
-pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
+pub fn load_ca_file(path: &Path) -> Result<(Vec<Certificate<'static>>, Vec<u8>)> {
     let shown = path.display();
     let (_, pem) = read_small_file(path, MAX_CA_FILE_LEN)
         .map_err(|why| Error::config(format!("the CA file {shown} (--ca-file) {why}")))?;
@@ -240,7 +255,7 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
         )));
     }
     debug!("{} certificate(s) from the CA file {shown}", certs.len());
-    Ok(certs)
+    Ok((certs, pem))
 }
 
 /// Checks one `--api-base` with a real URI parser. Refused: userinfo (`http://127.0.0.1:1@evil`

@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: `cli` (flags and `WXTOKEN_*` variables) → `config` (checked settings) →
 //! `refresh` (the run and its decision) → `wechat` (HTTP client), `store` (lock, state, formats),
-//! `tickets`, then `hooks` (where the token goes beyond the files). Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
+//! `tickets`, then `hooks` and `sdk` (where the token goes beyond the files); `fleet` (Redis) coordinates
+//! hosts around the decision. Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
 //! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
 pub mod atomic;
@@ -12,12 +13,14 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod fleet;
 pub mod hooks;
 pub mod hookspec;
 pub mod logging;
 pub mod metrics;
 pub mod refresh;
 pub mod report;
+pub mod sdk;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -169,6 +169,8 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
         dirty: false,
         fetched: false,
         base: None,
+        fleet: None,
+        deferred: None,
     };
     let result = run.execute(file, requests.as_deref(), started_ms, now);
     run.record(&result);
@@ -231,25 +233,30 @@ fn context(cfg: &Config) -> Context<'_> {
 }
 
 /// What one run carries between its steps.
-struct Run<'a> {
-    cfg: &'a Config,
-    deadline: Deadline,
+pub(crate) struct Run<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) deadline: Deadline,
     /// Built on first use: a run that finds everything fresh never loads the trust store.
     client: Option<Client>,
-    st: RunState,
+    pub(crate) st: RunState,
     /// The state changed and must be saved.
-    dirty: bool,
+    pub(crate) dirty: bool,
     /// A token was fetched and published by this run.
     fetched: bool,
     /// The base URL that answered this run's token fetch.
     base: Option<String>,
+    /// Fleet mode: the connection to the fleet's Redis (None when alone, or Redis is down).
+    pub(crate) fleet: Option<crate::fleet::Fleet>,
+    /// A failure that decides the exit status once the run has done what it still could (Redis
+    /// unreachable, a publish to Redis that failed).
+    pub(crate) deferred: Option<Error>,
 }
 
 impl Run<'_> {
     /// Everything after the directory is claimed: reports, the decision, the fetch, tickets.
     fn execute(
         &mut self,
-        file: Option<TokenFile>,
+        mut file: Option<TokenFile>,
         requests: Option<&std::path::Path>,
         started_ms: u64,
         now: u64,
@@ -257,13 +264,15 @@ impl Run<'_> {
         let run = self;
         let cfg = run.cfg;
         let store = &cfg.store;
-        let (consumed, reports) = requests.map(state::consume_requests).unwrap_or_default();
+        let (consumed, mut reports) = requests.map(state::consume_requests).unwrap_or_default();
         if consumed > 0 {
             run.st.reports_consumed += consumed;
             run.st.last_report_at = now;
             run.dirty = true;
         }
-        let current = file.and_then(|f| run.assess(f, now));
+        // Fleet mode: the fleet's token (from Redis) becomes this host's, before any decision.
+        run.fleet_sync(&mut file, &mut reports, now)?;
+        let mut current = file.and_then(|f| run.assess(f, now));
         if consumed > 0 {
             let matching = current
                 .as_ref()
@@ -279,9 +288,16 @@ impl Run<'_> {
             probe_every: cfg.probe_every,
         };
         let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
+        if !run.may_call_wechat() {
+            (decision, current) = run.hold(decision, current, now)?;
+        }
         if let Plan::Probe { why, reported } = &decision {
             let cur = current.as_ref().expect("a probe implies a token");
+            let probes = run.st.probes;
             decision = run.probe(cur, why, *reported, now);
+            if run.st.probes != probes {
+                run.fleet_probed(cur);
+            }
         }
         let (mut token, mut outcome, mut fetched) = match decision {
             Plan::Fresh { left } => {
@@ -311,6 +327,9 @@ impl Run<'_> {
                 );
                 (cur.file, Ok(()), false)
             }
+            Plan::Fetch { why, rotate } if run.fleet.is_some() => {
+                run.fleet_refresh(current, &why, rotate, policy)?
+            }
             Plan::Fetch { why, rotate } => {
                 let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
                 (t, o, true)
@@ -325,7 +344,10 @@ impl Run<'_> {
         let mut ticket_error: Option<Error> = None;
         for &ty in &cfg.tickets {
             let path = tickets::path_for(store.dir(), ty);
-            let current_ticket = tickets::read(&path);
+            let mut current_ticket = tickets::read(&path);
+            if run.fleet.is_some() {
+                current_ticket = run.fleet_ticket_sync(ty, &path, current_ticket, unix_now());
+            }
             let Some(why) = tickets::needs_fetch(
                 &path,
                 current_ticket.as_ref(),
@@ -337,8 +359,16 @@ impl Run<'_> {
                 debug!("{} ticket still fresh", ty.name());
                 continue;
             };
+            if !run.may_call_wechat() {
+                run.deferred.get_or_insert(Error::temp(format!(
+                    "the {} ticket needs a fetch ({why}), which this host does not make \
+                     (--follower, or Redis unreachable): a host of the fleet that may does",
+                    ty.name()
+                )));
+                continue;
+            }
             debug!("fetching the {} ticket: {why}", ty.name());
-            let mut result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+            let mut result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
             if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
                 // WeChat's advice: refresh passively when an API reports the token invalid (another
                 // program fetched one for this appid, or WeChat revoked it early). Once per run.
@@ -354,11 +384,16 @@ impl Run<'_> {
                 };
                 run.st.dead = Some(dead.digest.clone());
                 run.dirty = true;
-                let (t, o) =
-                    run.refresh_token(Some(&dead), "WeChat rejected the current token", false)?;
+                let why = "WeChat rejected the current token";
+                (token, outcome, _) = if run.fleet.is_some() {
+                    run.fleet_refresh(Some(dead), why, false, policy)?
+                } else {
+                    let (t, o) = run.refresh_token(Some(&dead), why, false)?;
+                    (t, o, true)
+                };
+                fetched = true;
                 run.save_state()?;
-                (token, outcome, fetched) = (t, o, true);
-                result = run.ticket(ty, &token.access_token, current_ticket.as_ref());
+                result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
             }
             if let Err(e) = result {
                 error!("{} ticket not refreshed: {e}", ty.name());
@@ -369,14 +404,19 @@ impl Run<'_> {
         // under the lock. A hook never undoes a write; its failure decides the exit status only
         // after the token's and the tickets' own (it stays pending in the run state `record` saves).
         let delivered = hooks::deliver(cfg, &mut run.st, &token, &run.deadline);
+        // The same, into the SDKs' own keys in the fleet's Redis (--publish).
+        let published = crate::sdk::deliver(cfg, run.fleet.as_mut(), &token);
         outcome?;
+        if let Some(e) = run.deferred.take() {
+            return Err(e);
+        }
         if let Some(e) = ticket_error {
             return Err(Error {
                 message: format!("the token is fine, but a ticket failed: {}", e.message),
                 ..e
             });
         }
-        delivered.map(|()| ExitCode::SUCCESS)
+        delivered.and(published).map(|()| ExitCode::SUCCESS)
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
@@ -439,7 +479,7 @@ impl Run<'_> {
         self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
-    fn save_state(&mut self) -> Result<()> {
+    pub(crate) fn save_state(&mut self) -> Result<()> {
         if self.dirty {
             let store = &self.cfg.store;
             self.st.save(store.dir(), store.mode, store.gid)?;
@@ -450,7 +490,7 @@ impl Run<'_> {
 
     /// The file's token if it belongs to this account and API and its times are believable under
     /// the current clock; None (with the reason logged) otherwise.
-    fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
+    pub(crate) fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
         let cfg = self.cfg;
         let path = cfg.store.state.display();
         if file.appid != cfg.appid || file.api != cfg.api.name() {
@@ -587,7 +627,7 @@ impl Run<'_> {
     /// Fetches a token and publishes it unless the file already holds a better one. The inner
     /// result is Err when the token was written but has no more than the margin left (exit 75,
     /// but tickets may still use it).
-    fn refresh_token(
+    pub(crate) fn refresh_token(
         &mut self,
         current: Option<&Current>,
         why: &str,
@@ -764,7 +804,26 @@ impl Run<'_> {
         ))
     }
 
-    fn ticket(&mut self, ty: TicketType, token: &str, current: Option<&TicketFile>) -> Result<()> {
+    /// One ticket fetch: through the fleet's lock in fleet mode.
+    fn any_ticket(
+        &mut self,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
+        if self.fleet.is_some() {
+            self.fleet_ticket(ty, token, current)
+        } else {
+            self.ticket(ty, token, current)
+        }
+    }
+
+    pub(crate) fn ticket(
+        &mut self,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
         let cfg = self.cfg;
         let deadline = self.deadline;
         let ctx = context(cfg);

@@ -566,19 +566,7 @@ fn reported_ip(errmsg: &str) -> Option<std::net::IpAddr> {
 /// a proxy that inspects TLS gets its CA added, not a bypass.
 fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch
-                "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
-                "/etc/ssl/ca-bundle.pem",             // openSUSE
-                "/etc/ssl/cert.pem",                  // Alpine, macOS
-            ]
-            .map(std::path::PathBuf::from),
-        )
-        .find(|p| p.is_file());
+    let system = system_bundle();
     if let Some(path) = &system
         && let Ok(pem) = std::fs::read(path)
     {
@@ -600,6 +588,23 @@ fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
         return RootCerts::WebPki;
     }
     RootCerts::Specific(Arc::new(certs))
+}
+
+/// The system's CA bundle (PEM): `SSL_CERT_FILE`, else the distributions' usual paths.
+pub fn system_bundle() -> Option<std::path::PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch
+                "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+                "/etc/ssl/ca-bundle.pem",             // openSUSE
+                "/etc/ssl/cert.pem",                  // Alpine, macOS
+            ]
+            .map(std::path::PathBuf::from),
+        )
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -472,6 +472,16 @@ impl FakeWeChat {
             .count()
     }
 
+    /// Tokens issued for this appid/corpid so far (a request that hung or failed issued none).
+    pub fn issued(&self, appid: &str) -> usize {
+        self.shared
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| t.appid == appid)
+            .count()
+    }
+
     /// Seconds of validity left for this token (None if unknown or dead).
     pub fn remaining(&self, token: &str) -> Option<u64> {
         let st = self.shared.lock();

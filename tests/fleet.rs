@@ -1,0 +1,1011 @@
+//! Fleet mode (--redis) with a real redis-server started here on 127.0.0.1: several "hosts"
+//! (output directories, each with its own run state and lock) against one fake WeChat. One fetch
+//! per refresh window however many runs start at once; Redis stopped mid-run, a leader killed
+//! while it holds the lock, followers, a report on one host acted on once for all.
+
+mod common;
+mod fake;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A redis-server of our own: a free port on 127.0.0.1, a temp directory, no persistence (a
+/// restart comes back empty, as a cache without persistence does).
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// rediss:// only, with the certificates `make_ca` left in `dir`.
+    tls: bool,
+}
+
+impl Redis {
+    /// None (after SKIPPED) without redis-server, outside CI.
+    fn start() -> Option<Redis> {
+        Redis::start_with(false)
+    }
+
+    /// TLS only, with a server certificate for 127.0.0.1 from a CA of its own (`ca.pem` in `dir`).
+    fn start_tls() -> Option<Redis> {
+        if !require_tool("openssl") {
+            return None;
+        }
+        Redis::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Redis> {
+        if !require_tool("redis-server") {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            tls,
+        };
+        if tls {
+            make_certificates(r.dir.path());
+        }
+        r.restart();
+        Some(r)
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            let d = self.dir.path();
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                .arg(d.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(d.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.pem"));
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let start = Instant::now();
+        while self.try_conn().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: whatever a client is doing fails at once.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        let client = if self.tls {
+            let ca = fs::read(self.dir.path().join("ca.pem")).unwrap();
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca),
+            };
+            redis::Client::build_with_tls(self.url(), certs)
+        } else {
+            redis::Client::open(self.url())
+        };
+        let mut c = client
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.try_conn().unwrap())
+            .unwrap()
+    }
+
+    fn pttl(&self, key: &str) -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut self.try_conn().unwrap())
+            .unwrap()
+    }
+
+    /// The fleet's token as Redis holds it.
+    fn token(&self, api: &str) -> Option<String> {
+        let raw = self.get(&format!("wxtoken:{DEFAULT_APPID}:{api}:token"))?;
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        Some(v["access_token"].as_str().unwrap().to_string())
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, with the openssl command line.
+fn make_certificates(dir: &Path) {
+    let run = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    run(&format!(
+        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=wxtoken-test-CA"
+    ));
+    run(&format!(
+        "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+    ));
+    fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile ext",
+    );
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A host of the fleet: its own directory, run state and lock; legacy API (where one fetch
+/// retires the others' token, so coordination matters).
+fn host(site: &Site, fake: &FakeWeChat, redis: &Redis) -> Cmd {
+    let mut c = site.refresh(fake);
+    c.args(&["--api", "legacy", "--redis", &redis.url()]);
+    c.args(&["--max-time", "30", "--probe-every", "0"]);
+    c
+}
+
+fn finish(child: Child) -> common::Run {
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::new(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// The ticket of this type a host's file holds, if any.
+fn ticket_of(site: &Site, ty: &str) -> Option<String> {
+    let bytes = fs::read(site.state_dir().join(format!("{ty}_ticket.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    Some(v["ticket"].as_str().unwrap().to_string())
+}
+
+/// The token a host's file holds, if any (panics on a file that is not a complete token file:
+/// "no file corrupted").
+fn file_token(site: &Site) -> Option<String> {
+    let bytes = fs::read(&site.out).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{} is corrupt ({e})", site.out.display()));
+    Some(v["access_token"].as_str().unwrap().to_string())
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn three_hosts_twenty_runs_each_at_once_make_one_fetch() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let start = Instant::now();
+    let children: Vec<Child> = (0..20)
+        .flat_map(|_| hosts.iter())
+        .map(|site| host(site, &fake, &redis).spawn())
+        .collect();
+    let runs: Vec<_> = children.into_iter().map(finish).collect();
+    let took = start.elapsed();
+    for r in &runs {
+        r.expect(0);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        1,
+        "one upstream fetch for the whole fleet"
+    );
+    let token = redis.token("legacy").expect("the fleet's token in Redis");
+    assert!(fake.is_valid(&token));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
+    }
+    let pttl = redis.pttl(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+    assert!(
+        (7_100_000..=7_200_000).contains(&pttl),
+        "the key lives as long as the token: {pttl} ms"
+    );
+    assert_eq!(
+        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:lock")),
+        None,
+        "the lock was released"
+    );
+    let took_over = runs
+        .iter()
+        .filter(|r| r.stderr.contains("from the fleet"))
+        .count();
+    assert!(took_over >= 2, "the other hosts took the token from Redis");
+    show(&format!(
+        "fleet: 3 hosts x 20 runs started at once, 1 upstream fetch, all done in {:.2} s",
+        took.as_secs_f64()
+    ));
+}
+
+#[test]
+fn redis_stopped_mid_run_keeps_every_file_and_fetches_nothing_then_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    for site in &hosts {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    let t1 = redis.token("legacy").unwrap();
+    assert_eq!(fake.token_calls(), 1);
+
+    // Host 0 rotates (--force) through a slow WeChat; the others queue behind its lock. Redis dies
+    // while host 0's request is in flight.
+    fake.set_default(Behaviour::Delay(1500, Box::new(Behaviour::Normal)));
+    let leader = host(&hosts[0], &fake, &redis).arg("--force").spawn();
+    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    wait_for("the leader's lock", Duration::from_secs(10), || {
+        redis.get(&lock).is_some()
+    });
+    let others: Vec<Child> = hosts[1..]
+        .iter()
+        .map(|s| host(s, &fake, &redis).arg("--force").spawn())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.stop();
+    let leader = finish(leader);
+    leader.expect(75).stderr_has("this host's files only");
+    for r in others.into_iter().map(finish) {
+        r.expect(75);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        2,
+        "only the leader's fetch, made before Redis died"
+    );
+    let t2 = file_token(&hosts[0]).unwrap();
+    assert_ne!(t1, t2, "the leader wrote what it fetched");
+    for site in &hosts[1..] {
+        assert_eq!(file_token(site).as_deref(), Some(t1.as_str()), "kept");
+    }
+
+    // Redis still down: every host keeps its file, exits 75, calls nobody; one without a file
+    // gets none.
+    fake.set_default(Behaviour::Normal);
+    for site in &hosts {
+        let before = fs::read(&site.out).unwrap();
+        host(site, &fake, &redis)
+            .run()
+            .expect(75)
+            .stderr_has("never fetches on its own");
+        assert_eq!(fs::read(&site.out).unwrap(), before);
+    }
+    let newcomer = Site::new();
+    host(&newcomer, &fake, &redis).run().expect(75);
+    assert!(!newcomer.out.exists());
+    assert_eq!(
+        fake.token_calls(),
+        2,
+        "no upstream call while Redis is down"
+    );
+    // The explicit opt-in fetches on its own, and still says that Redis is down.
+    host(&newcomer, &fake, &redis)
+        .arg("--redis-fallback-fetch")
+        .run()
+        .expect(75);
+    assert_eq!(fake.token_calls(), 3);
+    let t3 = file_token(&newcomer).unwrap();
+
+    // Redis back, empty: the newest token (the opt-in host's) becomes the fleet's without a fetch.
+    redis.restart();
+    host(&newcomer, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("published this host's token");
+    host(&hosts[0], &fake, &redis).run().expect(0);
+    for site in &hosts[1..] {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    assert_eq!(fake.token_calls(), 3, "recovery costs no fetch");
+    assert_eq!(redis.token("legacy").as_deref(), Some(t3.as_str()));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(t3.as_str()));
+    }
+    assert!(fake.is_valid(&t3));
+}
+
+#[test]
+fn a_failed_publish_is_published_by_the_next_run_without_a_second_fetch() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let (a, b) = (Site::new(), Site::new());
+    fake.set_default(Behaviour::Delay(1000, Box::new(Behaviour::Normal)));
+    let leader = host(&a, &fake, &redis).spawn();
+    wait_for("the leader's request", Duration::from_secs(10), || {
+        fake.token_calls() == 1
+    });
+    redis.stop();
+    finish(leader).expect(75);
+    let token = file_token(&a).unwrap();
+    redis.restart();
+    host(&a, &fake, &redis).run().expect(0);
+    host(&b, &fake, &redis).run().expect(0);
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(redis.token("legacy").as_deref(), Some(token.as_str()));
+    assert_eq!(file_token(&b).as_deref(), Some(token.as_str()));
+}
+
+#[test]
+fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    // The leader's request never gets an answer; WeChat issues nothing for it.
+    fake.script(vec![Behaviour::Hang]);
+    let lock_for = 6;
+    let mut leader = host(&hosts[0], &fake, &redis)
+        .args(&["--max-time", &lock_for.to_string()])
+        .spawn();
+    let started = Instant::now();
+    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    wait_for(
+        "the leader's hanging request",
+        Duration::from_secs(10),
+        || fake.token_calls() == 1,
+    );
+    assert!(redis.get(&lock).is_some(), "the leader holds the lock");
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(leader.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = leader.wait();
+    let others: Vec<Child> = hosts[1..]
+        .iter()
+        .map(|s| host(s, &fake, &redis).spawn())
+        .collect();
+    let runs: Vec<_> = others.into_iter().map(finish).collect();
+    let taken_over = started.elapsed();
+    for r in &runs {
+        r.expect(0);
+    }
+    assert!(
+        taken_over < Duration::from_secs(lock_for + 3),
+        "taken over within the lock's expiry ({lock_for} s): {taken_over:?}"
+    );
+    assert!(
+        taken_over >= Duration::from_millis(lock_for * 1000 - 1500),
+        "nobody fetched while the lock was held: {taken_over:?}"
+    );
+    assert_eq!(
+        fake.issued(DEFAULT_APPID),
+        1,
+        "one token issued in the window"
+    );
+    assert_eq!(fake.token_calls(), 2, "the hung request and the takeover's");
+    let token = redis.token("legacy").unwrap();
+    assert_eq!(file_token(&hosts[1]).as_deref(), Some(token.as_str()));
+    assert_eq!(file_token(&hosts[2]).as_deref(), Some(token.as_str()));
+    // The killed leader's next run mirrors the fleet's token (and removes its temp files).
+    host(&hosts[0], &fake, &redis).run().expect(0);
+    assert_eq!(file_token(&hosts[0]).as_deref(), Some(token.as_str()));
+    assert_eq!(hosts[0].listing(), [".wxtoken.lock", "access_token.json"]);
+    assert_eq!(fake.token_calls(), 2);
+    show(&format!(
+        "fleet: leader killed holding the lock ({lock_for} s), taken over after {:.2} s",
+        taken_over.as_secs_f64()
+    ));
+}
+
+#[test]
+fn a_follower_never_calls_wechat() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    let follow = || {
+        let mut c = host(&follower, &fake, &redis);
+        c.args(&["--follower", "--probe-every", "60", "--max-time", "3"]);
+        c
+    };
+    follow().run().expect(75).stderr_has("--follower");
+    assert!(!follower.out.exists());
+    host(&leader, &fake, &redis).run().expect(0);
+    follow().run().expect(0).stderr_has("from the fleet");
+    let token = file_token(&leader).unwrap();
+    assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
+    // An app on the follower reports the token: forwarded, not probed by the follower...
+    Cmd::new(&[
+        "report-stale",
+        "--out",
+        follower.out.to_str().unwrap(),
+        &wxtoken::vocab::digest(&token),
+    ])
+    .run()
+    .expect(0);
+    follow().run().expect(0).stderr_has("forwarded");
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 0);
+    assert_eq!(fake.requests().len(), 1, "the follower called nobody");
+    // ...but by the next host that may (WeChat still accepts it: kept, the report cleared).
+    host(&leader, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("WeChat accepts it");
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1);
+    assert_eq!(
+        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:report")),
+        None
+    );
+    Cmd::new(&["refresh"])
+        .args(&["--follower", "--appid", DEFAULT_APPID])
+        .args(&["--secret-file", follower.secret.to_str().unwrap()])
+        .run()
+        .expect(78)
+        .stderr_has("needs --redis");
+}
+
+#[test]
+fn a_dead_token_reported_on_every_host_is_replaced_once() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    for site in &hosts {
+        host(site, &fake, &redis).run().expect(0);
+    }
+    let old = redis.token("legacy").unwrap();
+    fake.revoke(&old);
+    for site in &hosts {
+        Cmd::new(&[
+            "report-stale",
+            "--out",
+            site.out.to_str().unwrap(),
+            &wxtoken::vocab::digest(&old),
+        ])
+        .run()
+        .expect(0);
+    }
+    let children: Vec<Child> = hosts
+        .iter()
+        .map(|s| host(s, &fake, &redis).spawn())
+        .collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(fake.token_calls(), 2, "one fetch for the fleet");
+    let new = redis.token("legacy").unwrap();
+    assert_ne!(new, old);
+    assert!(fake.is_valid(&new));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(new.as_str()));
+    }
+}
+
+#[test]
+fn redis_settings_are_checked_before_anything() {
+    let site = Site::new();
+    let fake = FakeWeChat::start();
+    let run = |url: &str| {
+        let mut c = site.refresh(&fake);
+        c.args(&["--redis", url]);
+        c.run()
+    };
+    let r = run("redis://:hunter2@127.0.0.1:1");
+    r.expect(78).stderr_has("--redis-password-file");
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    run("rediss://127.0.0.1:1/#insecure").expect(78);
+    let mut c = site.refresh(&fake);
+    c.args(&["--publish", "wechatpy"]);
+    c.run().expect(78).stderr_has("needs --redis");
+    let mut c = site.refresh(&fake);
+    c.args(&["--redis", "redis://127.0.0.1:1", "--publish", "easywechat"]);
+    c.run().expect(78).stderr_has("AppSecret");
+    // Nothing listens there: 75, and no fetch on its own.
+    run("redis://127.0.0.1:1").expect(75);
+    assert_eq!(fake.token_calls(), 0);
+    // The password file gets the secret file's checks.
+    let pw = site.dir.path().join("redis-password");
+    fs::write(&pw, "pw\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = site.refresh(&fake);
+    c.args(&["--redis", "redis://127.0.0.1:1"])
+        .args(&["--redis-password-file", pw.to_str().unwrap()]);
+    c.run().expect(78).stderr_has("readable by other users");
+    assert!(!Path::new(&site.out).exists());
+}
+
+#[test]
+fn a_wrong_redis_password_is_a_configuration_error() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let mut c = redis.try_conn().unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("right-password")
+        .query::<()>(&mut c)
+        .unwrap();
+    let pw = site.dir.path().join("redis-password");
+    let with = |p: &str| {
+        fs::write(&pw, p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c = host(&site, &fake, &redis);
+        c.args(&["--redis-password-file", pw.to_str().unwrap()]);
+        c.run()
+    };
+    let r = with("wrong-password");
+    r.expect(78).stderr_has("password");
+    assert!(!r.stderr.contains("wrong-password"), "{}", r.stderr);
+    assert_eq!(fake.token_calls(), 0);
+    // From the systemd credential directory by default.
+    fs::write(&pw, "right-password").unwrap();
+    let creds = site.dir.path().join("creds");
+    fs::create_dir(&creds).unwrap();
+    fs::copy(&pw, creds.join("wxtoken-redis-password")).unwrap();
+    host(&site, &fake, &redis)
+        .env("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())
+        .run()
+        .expect(0);
+    assert_eq!(fake.token_calls(), 1);
+}
+
+/// The Python of a venv with the real wechatpy (PyPI) and redis packages: .ci/run makes it with
+/// `python3 -m venv target/wechatpy-venv && target/wechatpy-venv/bin/pip install wechatpy==1.8.18
+/// redis`; elsewhere WXTOKEN_TEST_WECHATPY names one. None (after SKIPPED) when there is none.
+fn wechatpy_python() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("WXTOKEN_TEST_WECHATPY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wechatpy-venv/bin/python")
+        });
+    let ok = Command::new(&path)
+        .args(["-c", "import wechatpy, redis"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{} with wechatpy and redis is required under CI=true",
+                path.display()
+            );
+        }
+        show(&format!(
+            "SKIPPED: no venv with wechatpy at {} (WXTOKEN_TEST_WECHATPY)",
+            path.display()
+        ));
+        return None;
+    }
+    Some(path)
+}
+
+/// An app on wechatpy 1.8 with RedisStorage calls an API: it must use the token wxtoken put in
+/// wechatpy's key, and never run its own fetch (pointed at the fake, so that one would show).
+const WECHATPY_APP: &str = r#"
+import json, sys
+import redis
+from wechatpy import WeChatClient
+from wechatpy.session.redisstorage import RedisStorage
+
+port, appid, base = sys.argv[1], sys.argv[2], sys.argv[3]
+client = WeChatClient(appid, "not-the-secret", session=RedisStorage(redis.Redis(port=int(port))))
+client.API_BASE_URL = base + "/cgi-bin/"
+fetches = []
+def fetch():
+    fetches.append(1)
+    return client._fetch_access_token(
+        url=base + "/cgi-bin/token",
+        params={"grant_type": "client_credential", "appid": appid, "secret": "x"})
+client.fetch_access_token = fetch
+answer = client.get("get_api_domain_ip")
+ticket = client.jsapi.get_jsapi_ticket()
+print(json.dumps({"token": client.access_token, "fetches": len(fetches), "answer": answer,
+                  "ticket": ticket}))
+"#;
+
+#[test]
+fn wechatpy_uses_the_published_token_and_never_fetches() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(python) = wechatpy_python() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    host(&site, &fake, &redis)
+        .args(&["--publish", "wechatpy", "--ticket", "jsapi"])
+        .run()
+        .expect(0)
+        .stderr_has("SDK key");
+    let token = file_token(&site).unwrap();
+    let ticket = ticket_of(&site, "jsapi").unwrap();
+    let key = format!("wechatpy:{DEFAULT_APPID}_access_token");
+    assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
+    let calls = fake.token_calls();
+    let ticket_calls = fake.ticket_calls();
+    let mut cmd = Command::new(&python);
+    cmd.args(["-c", WECHATPY_APP, &redis.port.to_string(), DEFAULT_APPID])
+        .arg(fake.base_url());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().to_lowercase().ends_with("_proxy") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fetches"], 0, "wechatpy fetched a token of its own");
+    assert_eq!(v["token"].as_str(), Some(token.as_str()));
+    assert_eq!(v["answer"]["ip_list"][0], "127.0.0.1", "{v}");
+    assert_eq!(v["ticket"].as_str(), Some(ticket.as_str()));
+    assert_eq!(fake.token_calls(), calls);
+    assert_eq!(
+        fake.ticket_calls(),
+        ticket_calls,
+        "wechatpy fetched a ticket of its own"
+    );
+    let used = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/cgi-bin/get_api_domain_ip")
+        .unwrap();
+    assert_eq!(used.param("access_token").as_deref(), Some(token.as_str()));
+
+    // The key deleted by hand (or evicted): the next run puts it back, without a fetch.
+    redis::cmd("DEL")
+        .arg(&key)
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+    host(&site, &fake, &redis)
+        .args(&["--publish", "wechatpy", "--ticket", "jsapi"])
+        .run()
+        .expect(0);
+    assert_eq!(redis.get(&key), Some(format!("\"{token}\"")));
+    assert_eq!(fake.token_calls(), calls);
+}
+
+/// What `Yii::$app->redis_cache->get('weixin_access_token')` does with yii\redis\Cache
+/// (yiisoft/yii2 framework/caching/Cache.php buildKey() and get(); yiisoft/yii2-redis
+/// src/Cache.php getValue(): GET, null is a miss), then seed 000's _checkAccessToken().
+const YII2_READER: &str = r#"<?php
+$redis = new Redis();
+$redis->connect('127.0.0.1', (int) $argv[1]);
+$keyPrefix = $argv[2];
+$key = $argv[3];
+$key = $keyPrefix . (ctype_alnum($key) && strlen($key) <= 32 ? $key : md5($key));
+$value = $redis->get($key);
+if ($value === false) { fwrite(STDERR, "cache miss: $key\n"); exit(1); }
+$value = unserialize((string) $value);
+if (!is_array($value)) { fwrite(STDERR, "not Cache::set's array\n"); exit(1); }
+$data = $value[0];
+$accessToken = json_decode($data, true);
+if (time() - $accessToken['time'] < $accessToken['expires_in'] - 10) {
+    echo json_encode($accessToken);
+    exit(0);
+}
+fwrite(STDERR, "stale\n");
+exit(1);
+"#;
+
+fn php_has_redis() -> bool {
+    if !require_tool("php") {
+        return false;
+    }
+    let found = Command::new("php").arg("-m").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l == "redis")
+    });
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("the PHP extension redis (php-redis) is required under CI=true");
+        }
+        show("SKIPPED: the PHP extension redis is not installed");
+    }
+    found
+}
+
+#[test]
+fn seed_000s_yii2_reader_gets_the_published_token() {
+    let Some(redis) = Redis::start() else { return };
+    if !php_has_redis() {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let reader = site.dir.path().join("reader.php");
+    fs::write(&reader, YII2_READER).unwrap();
+    let read = |prefix: &str, key: &str| {
+        let out = Command::new("php")
+            .arg(&reader)
+            .args([&redis.port.to_string(), prefix, key])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    host(&site, &fake, &redis)
+        .add("--publish", "yii2")
+        .add("--publish", "yii2:app1:token")
+        .run()
+        .expect(0);
+    let file = site.read();
+    for got in [read("", "weixin_access_token"), read("app1", "token")] {
+        assert_eq!(got["access_token"], file["access_token"]);
+        assert_eq!(got["time"], file["refreshed_at"]);
+        assert_eq!(got["expires_in"], file["expires_in"]);
+    }
+    let key = wxtoken::sdk::yii2_key("", "weixin_access_token");
+    let pttl = redis.pttl(&key);
+    assert!((7_100_000..=7_200_000).contains(&pttl), "{pttl}");
+}
+
+#[test]
+fn silenceper_and_wxjava_keys_hold_the_raw_token_for_its_lifetime() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    host(&site, &fake, &redis)
+        .args(&[
+            "--publish",
+            "silenceper,wxjava",
+            "--ticket",
+            "jsapi,wx_card",
+        ])
+        .run()
+        .expect(0);
+    let token = file_token(&site).unwrap();
+    let jsapi = ticket_of(&site, "jsapi").unwrap();
+    let card = ticket_of(&site, "wx_card").unwrap();
+    for (key, value) in [
+        // silenceper/wechat credential/default_js_ticket.go
+        (
+            format!("gowechat_officialaccount__jsapi_ticket_{DEFAULT_APPID}"),
+            &jsapi,
+        ),
+        // WxMpRedisConfigImpl's ticket keys, TicketType codes jsapi and wx_card
+        (format!("wx:ticket:key:{DEFAULT_APPID}:jsapi"), &jsapi),
+        (format!("wx:ticket:key:{DEFAULT_APPID}:wx_card"), &card),
+    ] {
+        assert_eq!(redis.get(&key).as_ref(), Some(value), "{key}");
+        assert!(redis.pttl(&key) > 7_000_000, "{key}");
+    }
+    for key in [
+        // silenceper/wechat credential/default_access_token.go, the official account's prefix
+        format!("gowechat_officialaccount__access_token_{DEFAULT_APPID}"),
+        format!("gowechat_officialaccount__stable_access_token_{DEFAULT_APPID}"),
+        // binarywang/WxJava WxMpRedisConfigImpl with keyPrefix "wx" (the starter's default)
+        format!("wx:access_token:{DEFAULT_APPID}"),
+    ] {
+        assert_eq!(redis.get(&key).as_deref(), Some(token.as_str()), "{key}");
+        let pttl = redis.pttl(&key);
+        assert!((7_100_000..=7_200_000).contains(&pttl), "{key}: {pttl}");
+    }
+    // A host that is not the fleet's leader and holds an older token never puts it back.
+    let old = token.clone();
+    let other = Site::new();
+    host(&other, &fake, &redis).run().expect(0);
+    host(&site, &fake, &redis).arg("--force").run().expect(0);
+    let new = redis.token("legacy").unwrap();
+    assert_ne!(new, old);
+    host(&other, &fake, &redis)
+        .args(&["--publish", "silenceper,wxjava"])
+        .run()
+        .expect(0);
+    assert_eq!(
+        redis.get(&format!("wx:access_token:{DEFAULT_APPID}")),
+        Some(new)
+    );
+}
+
+#[test]
+fn rediss_with_the_ca_file_and_never_without_verification() {
+    let Some(redis) = Redis::start_tls() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let ca = redis.dir.path().join("ca.pem");
+    // The server's CA is in no system store: refused (75, nothing fetched), and the message says
+    // what to do.
+    host(&site, &fake, &redis)
+        .run()
+        .expect(75)
+        .stderr_has("--ca-file");
+    assert_eq!(fake.token_calls(), 0);
+    host(&site, &fake, &redis)
+        .args(&["--ca-file", ca.to_str().unwrap()])
+        .run()
+        .expect(0)
+        .stderr_has("published");
+    assert_eq!(
+        redis.token("legacy").as_deref(),
+        file_token(&site).as_deref()
+    );
+    // Plain redis:// to a TLS port gets nowhere.
+    let mut plain = host(&site, &fake, &redis);
+    plain.set("--redis", &format!("redis://127.0.0.1:{}", redis.port));
+    plain.run().expect(75);
+}
+
+#[test]
+fn tickets_are_fetched_once_for_the_fleet_and_mirrored_by_followers() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let children: Vec<Child> = (0..5)
+        .flat_map(|_| hosts.iter())
+        .map(|site| {
+            let mut c = host(site, &fake, &redis);
+            c.args(&["--ticket", "jsapi"]);
+            c.spawn()
+        })
+        .collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(fake.token_calls(), 1);
+    assert_eq!(fake.ticket_calls(), 1, "one ticket fetch for the fleet");
+    let raw = redis
+        .get(&format!("wxtoken:{DEFAULT_APPID}:legacy:ticket:jsapi"))
+        .unwrap();
+    let in_redis: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    for site in &hosts {
+        assert_eq!(
+            ticket_of(site, "jsapi").as_deref(),
+            in_redis["ticket"].as_str()
+        );
+    }
+    let follower = Site::new();
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--ticket", "jsapi"])
+        .run()
+        .expect(0)
+        .stderr_has("took the jsapi ticket");
+    assert_eq!(
+        ticket_of(&follower, "jsapi").as_deref(),
+        in_redis["ticket"].as_str()
+    );
+    assert_eq!(fake.requests().len(), 2, "the follower called nobody");
+}
+
+#[test]
+fn a_follower_waits_for_the_leaders_refresh_instead_of_failing() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // A token with 400 s left: fresh for the leader (margin 300), due for the follower (450).
+    fake.script(vec![Behaviour::Token("short-lived_token".into(), 400)]);
+    host(&leader, &fake, &redis).run().expect(0);
+    let waiting = host(&follower, &fake, &redis)
+        .args(&["--follower", "--margin", "450", "--max-time", "20"])
+        .spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    host(&leader, &fake, &redis).arg("--force").run().expect(0);
+    finish(waiting)
+        .expect(0)
+        .stderr_has("waiting for a host that fetches");
+    let token = file_token(&leader).unwrap();
+    assert_ne!(token, "short-lived_token");
+    assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
+    assert_eq!(fake.token_calls(), 2, "the leader's two fetches only");
+}
+
+#[test]
+fn a_redis_that_accepts_and_never_answers_costs_seconds_not_the_run() {
+    // Accepts connections (the backlog does it) and never reads or answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let mut c = site.refresh(&fake);
+    c.args(&["--api", "legacy", "--redis", &url, "--max-time", "30"]);
+    let r = c.run_bounded(Duration::from_secs(40));
+    assert!(!r.killed);
+    r.run.expect(75);
+    assert!(
+        r.run.elapsed < Duration::from_secs(4),
+        "one Redis timeout (2 s), not --max-time: {:?}",
+        r.run.elapsed
+    );
+    assert_eq!(fake.token_calls(), 0);
+    show(&format!(
+        "fleet: a silent Redis ended the run after {:.2} s (exit 75)",
+        r.run.elapsed.as_secs_f64()
+    ));
+}
+
+#[test]
+fn a_revoked_stable_token_costs_the_fleet_one_force_refresh() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let stable = |site: &Site| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--api", "stable"]);
+        c
+    };
+    for site in &hosts {
+        stable(site).run().expect(0);
+    }
+    assert_eq!(
+        fake.token_calls(),
+        1,
+        "one host fetched, the others took it"
+    );
+    let old = redis.token("stable").unwrap();
+    // WeChat revokes it: normal mode keeps handing it out, only force_refresh replaces it.
+    fake.revoke(&old);
+    for site in &hosts {
+        Cmd::new(&["report-stale", "--out", site.out.to_str().unwrap()])
+            .arg(&wxtoken::vocab::digest(&old))
+            .run()
+            .expect(0);
+    }
+    let children: Vec<Child> = hosts.iter().map(|s| stable(s).spawn()).collect();
+    for r in children.into_iter().map(finish) {
+        r.expect(0);
+    }
+    assert_eq!(
+        fake.force_refresh_calls(),
+        1,
+        "one forced rotation for the fleet"
+    );
+    let new = redis.token("stable").unwrap();
+    assert!(fake.is_valid(&new));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(new.as_str()));
+    }
+}
