@@ -17,7 +17,7 @@ use crate::cli::RefreshArgs;
 use crate::error::{Error, Result};
 use crate::hookspec::Hook;
 use crate::store::Store;
-use crate::vocab::{Api, TicketType};
+use crate::vocab::{Api, TicketType, is_appid, printable};
 
 /// The secret file systemd's `LoadCredential=wxtoken-secret:...` provides.
 pub const CREDENTIAL_NAME: &str = "wxtoken-secret";
@@ -123,11 +123,7 @@ pub fn check_appid(appid: Option<&str>, api: Api) -> Result<String> {
             "no {what}: set --appid or WXTOKEN_APPID (in /etc/wxtoken/wxtoken.conf for the systemd unit)"
         )));
     }
-    if appid.len() > 64
-        || !appid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_appid(appid) {
         return Err(Error::config(format!(
             "the {what} {appid:?} is not valid: expected letters and digits such as wx1234567890abcdef"
         )));
@@ -266,7 +262,8 @@ pub fn parse_base(s: &str) -> Result<Base> {
     let s = s.trim();
     let bad = |why: &str| {
         Error::config(format!(
-            "--api-base {s:?}: {why}; expected a base URL like https://api.weixin.qq.com"
+            "--api-base {}: {why}; expected a base URL like https://api.weixin.qq.com",
+            printable(&format!("{s:?}"))
         ))
     };
     // The parser drops a fragment silently; a '?' with nothing after it leaves no query.
@@ -587,6 +584,14 @@ mod tests {
 
     #[test]
     fn hostile_base_urls_are_refused() {
+        // Found by the fuzz target base_url: a 2 KiB value was quoted whole in the error.
+        let long = format!("https://{}", "\u{1}".repeat(2000));
+        let e = parse_base(&long).unwrap_err();
+        assert!(e.message.len() < 500, "{} bytes", e.message.len());
+        assert!(
+            e.message.contains("\\u{1}") && e.message.contains("..."),
+            "{e}"
+        );
         for (url, why) in [
             ("http://127.0.0.1:1@example.invalid", "user information"),
             ("https://user:pw@api.weixin.qq.com", "user information"),

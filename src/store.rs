@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::ValueEnum;
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ use crate::atomic::{
 };
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::vocab::{secs_until, validate_token};
+use crate::vocab::{Api, is_appid, printable, secs_until, validate_token};
 
 /// The JSON contract (the state wxtoken decides from). Field order is the file's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,27 +433,37 @@ fn load_token_file(path: &Path) -> Result<Option<TokenFile>> {
             return Ok(None);
         }
     };
-    match serde_json::from_slice::<TokenFile>(&bytes) {
-        // Files written before `expire_time` existed get it filled in on the next render.
-        Ok(t) if validate_token(&t.access_token).is_ok() => Ok(Some(TokenFile {
-            expire_time: t.expires_at,
-            ..t
-        })),
-        Ok(_) => {
-            warn!(
-                "{} holds an access_token wxtoken would refuse; replacing it",
-                path.display()
-            );
-            Ok(None)
-        }
-        Err(e) => {
-            warn!(
-                "{} is not a wxtoken token file ({e}); replacing it",
-                path.display()
-            );
+    match parse_token_file(&bytes) {
+        Ok(t) => Ok(Some(t)),
+        Err(why) => {
+            warn!("{} {why}; replacing it", path.display());
             Ok(None)
         }
     }
+}
+
+/// A token file's content as wxtoken wrote it; Err completes "PATH ..." with why it is not. The
+/// one parser of the state (the fuzz target `token_file` checks its invariants). Every string
+/// in it must be one wxtoken could have written: they are printed, compared and rendered again
+/// (into PHP source among others).
+pub fn parse_token_file(bytes: &[u8]) -> std::result::Result<TokenFile, String> {
+    let t = serde_json::from_slice::<TokenFile>(bytes).map_err(|e| {
+        format!(
+            "is not a wxtoken token file ({})",
+            printable(&e.to_string())
+        )
+    })?;
+    if validate_token(&t.access_token).is_err() {
+        return Err("holds an access_token wxtoken would refuse".into());
+    }
+    if !is_appid(&t.appid) || !Api::value_variants().iter().any(|a| a.name() == t.api) {
+        return Err("holds an appid or api name wxtoken does not write".into());
+    }
+    // Files written before `expire_time` existed get it filled in on the next render.
+    Ok(TokenFile {
+        expire_time: t.expires_at,
+        ..t
+    })
 }
 
 /// An admin running wxtoken by hand as root against the service's directory would leave root-owned
@@ -515,6 +526,43 @@ pub fn refuse_root_creating(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file() -> TokenFile {
+        TokenFile {
+            access_token: "80_tok".into(),
+            expires_in: 7200,
+            expires_at: 1_000_000,
+            expire_time: 1_000_000,
+            refreshed_at: 992_800,
+            appid: "wxa".into(),
+            api: "stable".into(),
+        }
+    }
+
+    #[test]
+    fn only_what_wxtoken_writes_is_read_back() {
+        assert_eq!(parse_token_file(&Format::Json.render(&file())), Ok(file()));
+        // Found by the fuzz target token_file: an appid or api no run could have written was
+        // accepted, and a read state is rendered again (into PHP source too) and printed.
+        for (appid, api) in [
+            ("wx'x", "stable"),
+            ("wx\nx", "stable"),
+            ("wxa", "st'able"),
+            ("", "stable"),
+        ] {
+            let t = TokenFile {
+                appid: appid.into(),
+                api: api.into(),
+                ..file()
+            };
+            let why = parse_token_file(&Format::Json.render(&t)).unwrap_err();
+            assert!(why.contains("appid or api"), "{why}");
+        }
+        // ...and a 1.3 KB value was quoted whole in the warning.
+        let why =
+            parse_token_file(format!("\"{}\"", "\u{7f}".repeat(1000)).as_bytes()).unwrap_err();
+        assert!(why.len() < 500 && !why.contains('\u{7f}'), "{why}");
+    }
 
     #[test]
     fn compatibility_names_follow_expires_at() {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::logging::{mask, register_token};
 use crate::store::Store;
 use crate::vocab::{
-    Api, TicketType, implausible, secs_until, unix_now, url_encode, validate_token,
+    Api, TicketType, implausible, is_appid, secs_until, unix_now, url_encode, validate_token,
 };
 use crate::wechat::{Call, Client, Context, Grant, Purpose};
 
@@ -86,19 +87,28 @@ pub fn read(path: &Path) -> Option<TicketFile> {
             return None;
         }
     };
-    match serde_json::from_slice::<TicketFile>(&bytes) {
-        Ok(t) if validate_token(&t.ticket).is_ok() => Some(TicketFile {
-            expire_time: t.expires_at,
-            ..t
-        }),
-        _ => {
-            warn!(
-                "{} is not a wxtoken ticket file; replacing it",
-                path.display()
-            );
-            None
-        }
+    let parsed = parse(&bytes);
+    if parsed.is_none() {
+        warn!(
+            "{} is not a wxtoken ticket file; replacing it",
+            path.display()
+        );
     }
+    parsed
+}
+
+/// A ticket file's content as wxtoken wrote it, or None. The one parser of ticket files (the
+/// fuzz target `ticket_file` checks its invariants).
+/// Its appid and type must be ones wxtoken writes: both are printed, in errors among others.
+pub fn parse(bytes: &[u8]) -> Option<TicketFile> {
+    let t = serde_json::from_slice::<TicketFile>(bytes).ok()?;
+    let known_type = TicketType::value_variants()
+        .iter()
+        .any(|ty| ty.name() == t.ticket_type);
+    (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(TicketFile {
+        expire_time: t.expires_at,
+        ..t
+    })
 }
 
 /// Why this ticket must be fetched now, or None when the file can stay. A live ticket of another
@@ -119,7 +129,9 @@ pub fn needs_fetch(
     if t.appid != appid {
         if plausible.is_none() && left > 0 {
             return Err(Error::config(format!(
-                "{} holds a {} ticket of appid {}, valid for {left} s more; refusing to overwrite it                  with appid {appid}'s. One directory serves one account: give each its own                  (--out /var/lib/wxtoken/NAME/access_token.json, as the wxtoken@NAME units do)",
+                "{} holds a {} ticket of appid {}, valid for {left} s more; refusing to overwrite it \
+                 with appid {appid}'s. One directory serves one account: give each its own \
+                 (--out /var/lib/wxtoken/NAME/access_token.json, as the wxtoken@NAME units do)",
                 path.display(),
                 t.ticket_type,
                 t.appid
@@ -199,4 +211,53 @@ pub fn refresh_one(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> TicketFile {
+        TicketFile {
+            ticket: "bxLdik-RX".into(),
+            expires_in: 7200,
+            expires_at: 1_007_000,
+            expire_time: 1_007_000,
+            refreshed_at: 999_800,
+            ticket_type: "jsapi".into(),
+            appid: "wxa".into(),
+        }
+    }
+
+    #[test]
+    fn only_what_wxtoken_writes_is_read_back() {
+        assert_eq!(parse(&file().render()), Some(file()));
+        // Found by the fuzz target ticket_file: the appid and type are printed in errors.
+        for (appid, ty) in [
+            ("wx\nx", "jsapi"),
+            ("wx'x", "jsapi"),
+            ("wxa", "foo"),
+            ("wxa", ""),
+        ] {
+            let t = TicketFile {
+                appid: appid.into(),
+                ticket_type: ty.into(),
+                ..file()
+            };
+            assert_eq!(parse(&t.render()), None, "{appid:?} {ty:?}");
+        }
+    }
+
+    #[test]
+    fn another_accounts_live_ticket_is_refused_in_one_tidy_line() {
+        let path = Path::new("/var/lib/wxtoken/jsapi_ticket.json");
+        let e = needs_fetch(path, Some(&file()), "wxother", 300, 1_000_000).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Config);
+        // Found by the fuzz target ticket_file: a broken continuation left runs of spaces.
+        assert!(!e.message.contains("  "), "{e}");
+        assert!(
+            e.message.contains("appid wxa") && e.message.contains("wxother"),
+            "{e}"
+        );
+    }
 }

@@ -136,19 +136,22 @@ pub fn implausible(
         || !(1..=MAX_EXPIRES_IN).contains(&expires_in)
     {
         return Some(format!(
-            "its lifetime (expires_at - refreshed_at = {lifetime} s, expires_in {expires_in} s) is              not between 1 s and {MAX_EXPIRES_IN} s"
+            "its lifetime (expires_at - refreshed_at = {lifetime} s, expires_in {expires_in} s) is \
+             not between 1 s and {MAX_EXPIRES_IN} s"
         ));
     }
     let ahead = secs_until(refreshed_at, now);
     if ahead > CLOCK_SLACK as i64 {
         return Some(format!(
-            "it was written {ahead} s in the future by this host's clock: the clock stepped back              since (or was wrong then)"
+            "it was written {ahead} s in the future by this host's clock: the clock stepped back \
+             since (or was wrong then)"
         ));
     }
     let left = secs_until(expires_at, now);
     if left > (expires_in + CLOCK_SLACK) as i64 {
         return Some(format!(
-            "it claims {left} s left, more than the {expires_in} s WeChat granted: the clock              stepped back since it was written"
+            "it claims {left} s left, more than the {expires_in} s WeChat granted: the clock \
+             stepped back since it was written"
         ));
     }
     None
@@ -173,6 +176,39 @@ pub fn validate_token(token: &str) -> std::result::Result<(), String> {
         return Err(format!("it contains the character {c:?}"));
     }
     Ok(())
+}
+
+/// What an appid (or WeCom corpid) may be: the rule `--appid` is checked by, and that the token
+/// and ticket files read back must meet (their appid is printed, compared and rendered).
+pub fn is_appid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How much of a text from outside a message quotes.
+pub const SHOWN_MAX: usize = 200;
+
+/// Text from outside (an errmsg from the network, a parser's complaint quoting a file, a
+/// command-line value) as a message may quote it: one line, control characters and line
+/// separators escaped, cut after about [`SHOWN_MAX`] bytes. The logger escapes control
+/// characters again on output, but messages also reach the run state, `status` and hooks; the
+/// fuzz targets found newlines, DEL characters and 60 KB values quoted whole.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.trim().chars() {
+        if out.len() >= SHOWN_MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn url_encode(s: &str) -> String {
@@ -231,6 +267,15 @@ mod tests {
     #[test]
     fn implausible_records() {
         let now = 1_000_000;
+        // Found by the fuzz target times: broken string continuations left runs of spaces.
+        for (expires_in, expires_at, refreshed_at) in [
+            (0, now + 10, now),
+            (7200, now + 7000, now + 3600),
+            (300, now + 7000, now - 10),
+        ] {
+            let why = implausible(expires_in, expires_at, refreshed_at, now).unwrap();
+            assert!(!why.contains("  "), "{why:?}");
+        }
         assert_eq!(implausible(7200, now + 7000, now - 200, now), None);
         // A clock 3 h ahead at the write, corrected since.
         assert!(implausible(7200, now + 3 * 3600 + 7000, now + 3 * 3600 - 200, now).is_some());
@@ -242,6 +287,24 @@ mod tests {
         assert!(implausible(300, now + 7000, now - 10, now).is_some());
         // Expired is plausible (it is simply expired).
         assert_eq!(implausible(7200, now - 5, now - 7205, now), None);
+    }
+
+    #[test]
+    fn outside_text_is_printable_on_one_short_line() {
+        assert_eq!(
+            printable(" invalid appid rid: 65a1 \n"),
+            "invalid appid rid: 65a1"
+        );
+        // Found by the fuzz target answer: a newline forged a log line, DEL went through raw.
+        assert_eq!(
+            printable("invalid appid\n[ERROR] forged\u{7f}\u{2028}x"),
+            "invalid appid\\n[ERROR] forged\\u{7f}\\u{2028}x"
+        );
+        let long = printable(&"é".repeat(10_000));
+        assert!(
+            long.len() <= SHOWN_MAX + 5 && long.ends_with("..."),
+            "{long}"
+        );
     }
 
     #[test]

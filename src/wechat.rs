@@ -17,7 +17,7 @@ use crate::config::{Base, Config};
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::register_token;
-use crate::vocab::{Api, MAX_EXPIRES_IN, url_encode, validate_token};
+use crate::vocab::{Api, MAX_EXPIRES_IN, printable, url_encode, validate_token};
 
 /// WeChat bodies are 100-200 bytes; anything this large is not a token answer.
 pub const MAX_BODY: u64 = 64 * 1024;
@@ -66,14 +66,23 @@ pub struct Context<'a> {
     pub purpose: Purpose,
 }
 
-enum Attempt {
-    Answer(Map<String, Value>),
+/// What an HTTP 200 answer to a token or ticket call means: see [`judge_grant`].
+#[derive(Debug)]
+pub enum Answer {
+    /// A grant that passed validation; its `base` is empty (the caller knows who answered).
+    Granted(Grant),
+    /// Transient: the next base URL or round may succeed.
+    Retry(String),
+    /// Final: retrying cannot help within this run.
+    Stop(Error),
+}
+
+/// A request that brought no HTTP 200 body to judge.
+enum NoAnswer {
     /// Transient: the next base URL or round may succeed.
     Retry(String),
     /// Transient, and the server asked (Retry-After on 429/503) to wait this many seconds.
     Wait(String, u64),
-    /// Final: retrying cannot help within this run.
-    Stop(Error),
 }
 
 pub struct Client {
@@ -185,15 +194,14 @@ impl Client {
             }
             let shown = format!("{} on {}", call.shown, base.url);
             let why = match self.request(base, &call, deadline) {
-                Attempt::Answer(obj) => match verdict(&obj, ctx.appid) {
+                Ok(body) => match judge_probe(&body, ctx.appid) {
                     Ok(probe) => {
                         debug!("{shown}: {probe:?}");
                         return probe;
                     }
                     Err(why) => why,
                 },
-                Attempt::Retry(why) | Attempt::Wait(why, _) => why,
-                Attempt::Stop(e) => e.message,
+                Err(NoAnswer::Retry(why) | NoAnswer::Wait(why, _)) => why,
             };
             warn!("{shown}: {why}");
             last = format!("{shown}: {why}");
@@ -239,25 +247,25 @@ impl Client {
                     break 'rounds;
                 }
                 let shown = format!("{} on {}", call.shown, base.url);
-                let outcome = match self.request(base, call, deadline) {
-                    Attempt::Answer(obj) => interpret(obj, field, ctx),
-                    other => other,
-                };
-                match outcome {
-                    Attempt::Answer(obj) => {
-                        return grant_from(&obj, field)
-                            .map(|g| Grant {
+                let failed = match self.request(base, call, deadline) {
+                    Ok(body) => match judge_grant(&body, field, ctx) {
+                        Answer::Granted(g) => {
+                            return Ok(Grant {
                                 base: base.url.clone(),
                                 ..g
-                            })
-                            .map_err(Error::temp);
-                    }
-                    Attempt::Stop(e) => return Err(e),
-                    Attempt::Retry(why) => {
+                            });
+                        }
+                        Answer::Stop(e) => return Err(e),
+                        Answer::Retry(why) => NoAnswer::Retry(why),
+                    },
+                    Err(failed) => failed,
+                };
+                match failed {
+                    NoAnswer::Retry(why) => {
                         warn!("{shown}: {why}");
                         last = format!("{shown}: {why}");
                     }
-                    Attempt::Wait(why, secs) => {
+                    NoAnswer::Wait(why, secs) => {
                         warn!("{shown}: {why}");
                         let left = deadline.remaining();
                         if Duration::from_secs(secs) > left {
@@ -283,7 +291,13 @@ impl Client {
         )))
     }
 
-    fn request(&self, base: &Base, call: &Call, deadline: &Deadline) -> Attempt {
+    /// One HTTP exchange: the body of an HTTP 200 answer, or why there is none.
+    fn request(
+        &self,
+        base: &Base,
+        call: &Call,
+        deadline: &Deadline,
+    ) -> std::result::Result<Vec<u8>, NoAnswer> {
         let url = format!("{}{}", base.url, call.path_and_query);
         let timeout = Some(self.timeout.min(deadline.remaining()));
         let agent = self.agent();
@@ -306,7 +320,7 @@ impl Client {
         };
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(describe(&e, base)),
+            Err(e) => return Err(NoAnswer::Retry(describe(&e, base))),
         };
         let status = response.status().as_u16();
         let retry_after = match status {
@@ -325,30 +339,25 @@ impl Client {
         {
             Ok(b) => b,
             Err(ureq::Error::BodyExceedsLimit(_)) => {
-                return Attempt::Retry(format!("HTTP {status} with a body over {MAX_BODY} bytes"));
+                return Err(NoAnswer::Retry(format!(
+                    "HTTP {status} with a body over {MAX_BODY} bytes"
+                )));
             }
             Err(e) => {
-                return Attempt::Retry(format!(
+                return Err(NoAnswer::Retry(format!(
                     "HTTP {status}, body unreadable: {}",
                     describe(&e, base)
-                ));
+                )));
             }
         };
         if status != 200 {
             let why = format!("HTTP {status} ({} byte body)", body.len());
-            return match retry_after {
-                Some(secs) => Attempt::Wait(format!("{why}, Retry-After {secs} s"), secs),
-                None => Attempt::Retry(why),
-            };
+            return Err(match retry_after {
+                Some(secs) => NoAnswer::Wait(format!("{why}, Retry-After {secs} s"), secs),
+                None => NoAnswer::Retry(why),
+            });
         }
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Attempt::Retry("HTTP 200 with an empty body".into());
-        }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(obj)) => Attempt::Answer(obj),
-            Ok(_) => Attempt::Retry("the body is JSON but not an object".into()),
-            Err(e) => Attempt::Retry(format!("the body ({} bytes) is not JSON: {e}", body.len())),
-        }
+        Ok(body)
     }
 }
 
@@ -386,48 +395,68 @@ fn describe(e: &ureq::Error, base: &Base) -> String {
 
 /// The answer's `errcode`: Ok(None) when absent or the integer 0; Err when it is anything but an
 /// integer (the string "40001", 0.5, null, true): such an answer is not trusted, token or not.
-fn errcode(obj: &Map<String, Value>) -> std::result::Result<Option<(i64, &str)>, String> {
+/// `errmsg` comes [`printable`]: it goes into errors, the journal, the run state and `status`;
+/// quoted whole, a 60 KB errmsg made 60 KB log lines (found by the fuzz target `answer`).
+fn errcode(obj: &Map<String, Value>) -> std::result::Result<Option<(i64, String)>, String> {
     let Some(v) = obj.get("errcode") else {
         return Ok(None);
     };
-    let errmsg = obj.get("errmsg").and_then(Value::as_str).unwrap_or("");
+    let errmsg = printable(obj.get("errmsg").and_then(Value::as_str).unwrap_or(""));
     match v.as_i64() {
         Some(0) => Ok(None),
         Some(code) => Ok(Some((code, errmsg))),
         None => Err(format!(
-            "the answer's errcode {v} is not an integer (errmsg {errmsg:?}); the answer is refused"
+            "the answer's errcode {} is not an integer (errmsg {errmsg:?}); the answer is refused",
+            printable(&v.to_string())
         )),
     }
 }
 
-fn interpret(obj: Map<String, Value>, field: &str, ctx: &Context<'_>) -> Attempt {
+/// The body of an HTTP 200 answer as a JSON object, whatever the Content-Type said.
+fn json_object(body: &[u8]) -> std::result::Result<Map<String, Value>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("HTTP 200 with an empty body".into());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err("the body is JSON but not an object".into()),
+        Err(e) => Err(format!("the body ({} bytes) is not JSON: {e}", body.len())),
+    }
+}
+
+/// What the body of an HTTP 200 answer to a token or ticket call (`field`: `access_token` or
+/// `ticket`) means. The one place such a body is judged: [`Client::fetch_grant`] calls it, and
+/// so does the fuzz target `answer` (fuzz/), which checks its invariants on arbitrary bodies.
+pub fn judge_grant(body: &[u8], field: &str, ctx: &Context<'_>) -> Answer {
+    let obj = match json_object(body) {
+        Ok(obj) => obj,
+        Err(why) => return Answer::Retry(why),
+    };
     match errcode(&obj) {
-        Err(why) => return Attempt::Retry(why),
+        Err(why) => return Answer::Retry(why),
         Ok(Some((code, errmsg))) => {
-            return match classify(code, errmsg, ctx) {
-                Attempt::Stop(e) => Attempt::Stop(e.with_errcode(code)),
+            return match classify(code, &errmsg, ctx) {
+                Answer::Stop(e) => Answer::Stop(e.with_errcode(code)),
                 other => other,
             };
         }
         Ok(None) => {}
     }
     match grant_from(&obj, field) {
-        Ok(_) => Attempt::Answer(obj),
-        Err(why) => Attempt::Retry(why),
+        Ok(g) => Answer::Granted(g),
+        Err(why) => Answer::Retry(why),
     }
 }
 
-/// What a `get_api_domain_ip` answer says; Err when it says nothing trustworthy.
-fn verdict(obj: &Map<String, Value>, appid: &str) -> std::result::Result<Probe, String> {
-    Ok(match errcode(obj)? {
+/// What the body of an HTTP 200 answer to `get_api_domain_ip` says about the token; Err when it
+/// says nothing trustworthy. Used by [`Client::probe`] and the fuzz target `answer`.
+pub fn judge_probe(body: &[u8], appid: &str) -> std::result::Result<Probe, String> {
+    let obj = json_object(body)?;
+    Ok(match errcode(&obj)? {
         None => Probe::Alive,
-        Some((errcode @ (40001 | 40014 | 42001), errmsg)) => Probe::Dead {
-            errcode,
-            errmsg: errmsg.trim().to_string(),
-        },
+        Some((errcode @ (40001 | 40014 | 42001), errmsg)) => Probe::Dead { errcode, errmsg },
         Some((code, errmsg)) => Probe::Unknown(format!(
-            "WeChat answered errcode {code} ({}) for appid {appid}",
-            errmsg.trim()
+            "WeChat answered errcode {code} ({errmsg}) for appid {appid}"
         )),
     })
 }
@@ -446,7 +475,7 @@ fn grant_from(obj: &Map<String, Value>, field: &str) -> std::result::Result<Gran
             return Err(format!(
                 "the answer's expires_in {} is not an integer from 1 to {MAX_EXPIRES_IN}; refused",
                 obj.get("expires_in")
-                    .map_or("(missing)".to_string(), Value::to_string)
+                    .map_or("(missing)".to_string(), |v| printable(&v.to_string()))
             ));
         }
     };
@@ -458,19 +487,16 @@ fn grant_from(obj: &Map<String, Value>, field: &str) -> std::result::Result<Gran
 }
 
 /// Maps a WeChat errcode to what the run does and what the admin is told.
-fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
+fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Answer {
     let appid = ctx.appid;
     let secret = ctx.secret_source;
-    let what = format!(
-        "WeChat answered errcode {code} ({}) for appid {appid}",
-        errmsg.trim()
-    );
-    let config = |fix: String| Attempt::Stop(Error::config(format!("{what}: {fix}")));
+    let what = format!("WeChat answered errcode {code} ({errmsg}) for appid {appid}");
+    let config = |fix: String| Answer::Stop(Error::config(format!("{what}: {fix}")));
     match code {
-        -1 => return Attempt::Retry(format!("{what}: system busy")),
-        45011 => return Attempt::Retry(format!("{what}: per-minute API quota hit")),
+        -1 => return Answer::Retry(format!("{what}: system busy")),
+        45011 => return Answer::Retry(format!("{what}: per-minute API quota hit")),
         45009 => {
-            return Attempt::Stop(Error::temp(format!(
+            return Answer::Stop(Error::temp(format!(
                 "{what}: the daily quota for this API is used up. Not retried: wait until tomorrow, or reset \
                  it with clear_quota (10 per month). Apps keep reading the current file until it expires"
             )));
@@ -479,7 +505,7 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
     }
     if ctx.purpose == Purpose::Ticket {
         return match code {
-            40001 | 40014 | 42001 => Attempt::Stop(Error::new(
+            40001 | 40014 | 42001 => Answer::Stop(Error::new(
                 Kind::TokenRejected,
                 format!("{what}: the access token was rejected while fetching a ticket"),
             )),
@@ -490,7 +516,7 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
             40097 | 40002 => {
                 config("the ticket request was not understood; check --ticket against --api".into())
             }
-            _ => Attempt::Retry(format!("{what}: unexpected errcode")),
+            _ => Answer::Retry(format!("{what}: unexpected errcode")),
         };
     }
     match code {
@@ -549,7 +575,7 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Attempt {
             "the request was not understood (--api {} against this base URL?). Check --api and --api-base",
             ctx.api.name()
         )),
-        _ => Attempt::Retry(format!("{what}: unexpected errcode")),
+        _ => Answer::Retry(format!("{what}: unexpected errcode")),
     }
 }
 
@@ -610,6 +636,64 @@ pub fn system_bundle() -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ctx(purpose: Purpose) -> Context<'static> {
+        Context {
+            appid: "wxa",
+            api: Api::Stable,
+            secret_source: "/etc/wxtoken/secret",
+            purpose,
+        }
+    }
+
+    #[test]
+    fn answers_are_judged_as_the_client_judges_them() {
+        let body = br#"{"access_token":"80_tok","expires_in":7200}"#;
+        let Answer::Granted(g) = judge_grant(body, "access_token", &ctx(Purpose::Token)) else {
+            panic!("refused");
+        };
+        assert_eq!((g.value.as_str(), g.expires_in), ("80_tok", 7200));
+        assert!(matches!(
+            judge_grant(body, "ticket", &ctx(Purpose::Ticket)),
+            Answer::Retry(_)
+        ));
+        assert_eq!(judge_probe(body, "wxa"), Ok(Probe::Alive));
+        let dead = br#"{"errcode":42001,"errmsg":"access_token expired rid: 1"}"#;
+        assert!(matches!(
+            judge_probe(dead, "wxa"),
+            Ok(Probe::Dead { errcode: 42001, .. })
+        ));
+    }
+
+    #[test]
+    fn text_from_the_answer_is_quoted_on_one_line() {
+        // Found by the fuzz target answer: errmsg, errcode and expires_in values were quoted raw
+        // (a newline forging a log line of its own, DEL, 64 KiB).
+        let cases: [&[u8]; 3] = [
+            br#"{"errcode":40013,"errmsg":"invalid appid\n[ERROR] forged"}"#,
+            b"{\"errcode\":\"4\x7f\",\"errmsg\":\"x\"}",
+            br#"{"access_token":"80_tok","expires_in":"7200\r\n7200"}"#,
+        ];
+        for body in cases {
+            let why = match judge_grant(body, "access_token", &ctx(Purpose::Token)) {
+                Answer::Stop(e) => e.message,
+                Answer::Retry(why) => why,
+                Answer::Granted(g) => panic!("granted {g:?}"),
+            };
+            assert!(!why.chars().any(char::is_control), "{why:?}");
+        }
+        let long = format!(r#"{{"errcode":-1,"errmsg":"{}"}}"#, "x".repeat(60_000));
+        let Answer::Retry(why) = judge_grant(long.as_bytes(), "access_token", &ctx(Purpose::Token))
+        else {
+            panic!("not retried");
+        };
+        assert!(why.len() < 500, "{} bytes", why.len());
+        let probe = br#"{"errcode":40001,"errmsg":"invalid\ncredential"}"#;
+        let Ok(Probe::Dead { errmsg, .. }) = judge_probe(probe, "wxa") else {
+            panic!("not dead");
+        };
+        assert_eq!(errmsg, "invalid\\ncredential");
+    }
 
     #[test]
     fn ip_from_errmsg() {

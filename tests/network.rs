@@ -382,6 +382,36 @@ fn an_errcode_that_is_not_the_integer_0_is_refused() {
     assert_eq!(site.token(), "80_plausible_token_value");
 }
 
+/// Found by the fuzz target `answer` (fuzz/): WeChat's errmsg went whole into the error, the
+/// journal, the run state and `status` (the logger escapes control characters, but nothing bounded
+/// the length: a 60 KB errmsg made two 60 KB log lines).
+#[test]
+fn an_errmsg_is_quoted_on_one_short_line() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let forged = "[ERROR] wxtoken: refreshed, all is well";
+    fake.set_default(Behaviour::Errcode(
+        -1,
+        format!("system error\n{forged}\u{7f} rid: {}", "x".repeat(60_000)),
+    ));
+    let run = site
+        .refresh(&fake)
+        .args(&["--api", "legacy", "--retries", "0"])
+        .run();
+    run.expect(75)
+        .stderr_has(r"(system error\n[ERROR] wxtoken: refreshed, all is well\u{7f} rid: xxx");
+    assert!(
+        run.stderr.len() < 2_000,
+        "{} bytes on stderr",
+        run.stderr.len()
+    );
+    assert!(
+        !run.stderr.lines().any(|l| l.starts_with(forged)),
+        "{}",
+        run.stderr
+    );
+}
+
 fn retry_after(status: u16, value: &str) -> Behaviour {
     Behaviour::Status(
         status,

@@ -1,0 +1,2 @@
+<?php
+return array('access_token' => '80_kQ3yWm1rXbZ0c9nLhV7pT2sAeFgHjK4uIoPqRsTuVwXyZaBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789abcdEFGHijklMNOPqrstUVWXyz-_AbCdEfGhIjKlMnOpQrStUvWxYz0123');
