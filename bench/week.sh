@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A simulated week of timer ticks per API mode (examples/week.rs: the release binary under
+# libfaketime against the fake WeChat on 127.0.0.1), table written into docs/PERFORMANCE.md
+# between the week markers. Usage: bench/week.sh [DAYS] (default 7; a few minutes per mode).
+# Needs: faketime (apt-get install faketime).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/splice.sh
+days=${1:-7}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --quiet --release --bin wxtoken --example week
+out=$(mktemp /tmp/wxtoken-week.XXXXXX)
+trap 'rm -f "$out"' EXIT
+start=$(date +%s)
+"$target/release/examples/week" "$target/release/wxtoken" "$days" | tee "$out.table"
+{
+    echo
+    echo "Run on $(date -u +%F) ($(nproc) cores, $(( $(date +%s) - start )) s of wall time for $days simulated days), \`$("$target/release/wxtoken" --version)\`:"
+    echo
+    echo '    bench/week.sh'"$( [ "$days" = 7 ] || echo " $days")"
+    echo
+    cat "$out.table"
+    echo
+} >"$out"
+rm -f "$out.table"
+splice docs/PERFORMANCE.md week "$out"
+echo "docs/PERFORMANCE.md: week table updated" >&2
