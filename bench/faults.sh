@@ -18,7 +18,8 @@ if ! cargo test "$@" -- --nocapture --test-threads=2 >"$log" 2>&1; then
     echo "bench/faults.sh: the suite failed; docs/RELIABILITY.md left as it was (log: see above)" >&2
     exit 1
 fi
-grep '^FAULT|' "$log" | awk '!seen[$0]++' >"$log.rows"
+# Sorted by test (stably: a test's rows keep their order), so two runs give the same table.
+grep '^FAULT|' "$log" | awk '!seen[$0]++' | sort -s -t'|' -k5,5 >"$log.rows"
 # Table order: the issue's order of kinds, tests' order within a kind.
 order="upstream filesystem concurrency kill -9|SIGTERM|clock|Redis|hook"
 {
