@@ -197,6 +197,15 @@ fn special_files_are_refused_untouched_before_any_call() {
                 site.listing()
             );
             tried += 1;
+            fault(
+                "filesystem",
+                &format!("{special:?} at the {place:?} path"),
+                &format!(
+                    "exit 73 \"{}\" in {:.1} s (--max-time 3), left untouched, no fetch",
+                    special.said().split(';').next().unwrap(),
+                    b.run.elapsed.as_secs_f64()
+                ),
+            );
         }
     }
     show(&format!("special files: {tried} cases"));
@@ -222,6 +231,14 @@ fn a_link_to_dev_zero_is_not_read() {
     assert!(b.max_rss_kib < 64 * 1024, "peak RSS {} KiB", b.max_rss_kib);
     assert_eq!(fake.token_calls(), 0);
     assert_eq!(fs::read_link(&site.out).unwrap(), Path::new("/dev/zero"));
+    fault(
+        "filesystem",
+        "token file is a symlink to /dev/zero",
+        &format!(
+            "exit 73 without reading it (peak RSS {} KiB), link kept, 0 calls",
+            b.max_rss_kib
+        ),
+    );
 }
 
 /// A regular file that is too big is treated like a corrupt one: it cannot be a file wxtoken
@@ -277,6 +294,11 @@ fn the_lock_file_must_be_a_regular_file() {
         assert!(!site.dir.path().join("old-target").exists());
         assert_eq!(fake.token_calls(), 0, "{special:?}");
         assert!(!site.out.exists());
+        fault(
+            "filesystem",
+            &format!("{special:?} at the lock file path"),
+            "exit 73 naming the lock, left untouched, link not followed, 0 calls",
+        );
     }
 }
 
@@ -318,6 +340,11 @@ fn runs_into_one_directory_serialize_whatever_their_out_order() {
     assert_eq!(fake.token_calls(), 1, "40 runs, one directory: one call");
     assert_eq!(fs::read(a).unwrap(), fs::read(b).unwrap());
     assert_eq!(site.listing(), [".wxtoken.lock", "a.json", "b.json"]);
+    fault(
+        "concurrency",
+        "40 runs writing two files of one directory, in both orders",
+        "all exit 0, 1 upstream call, both files identical, no temp file",
+    );
 
     // One directory spelled two ways is one lock, taken once (flock twice would wait on itself).
     let twice = d.join(".").join("b.txt");
@@ -355,6 +382,11 @@ fn runs_over_two_directories_take_the_locks_in_one_order() {
     for dir in ["one", "two"] {
         assert!(site.dir.path().join(dir).join(".wxtoken.lock").is_file());
     }
+    fault(
+        "concurrency",
+        "20 runs over two directories, outputs in both orders",
+        "no deadlock: all exit 0, 1 upstream call, files identical",
+    );
 }
 
 /// Disk full: the temp file's space is reserved before the fetch, so the run fails having
@@ -403,6 +435,11 @@ fn a_full_disk_fails_before_any_call() {
         .collect();
     names.sort();
     assert_eq!(names, [".wxtoken.lock", "access_token.json", "filler"]);
+    fault(
+        "filesystem",
+        "disk full (64 KiB tmpfs filled by dd), --force",
+        "exit 73 \"No space left on device\" before any fetch, old valid file kept, no temp file",
+    );
 }
 
 /// A directory the service user cannot write (an admin's chmod, a wrong owner): 73 before any
@@ -452,4 +489,9 @@ fn a_read_only_directory_fails_before_any_call() {
     );
     assert_eq!(fs::read(&site.out).unwrap(), before);
     assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
+    fault(
+        "filesystem",
+        "permission denied: directory mode 0555 (run as nobody)",
+        "exit 73 \"Permission denied\" before any fetch, old file kept",
+    );
 }

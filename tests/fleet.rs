@@ -357,6 +357,11 @@ fn redis_stopped_mid_run_keeps_every_file_and_fetches_nothing_then_recovers() {
         assert_eq!(file_token(site).as_deref(), Some(t3.as_str()));
     }
     assert!(fake.is_valid(&t3));
+    fault(
+        "Redis",
+        "Redis stopped mid-run, then restarted empty",
+        "every host keeps its file, no upstream call while down (opt-in fetches); recovery costs no fetch",
+    );
 }
 
 #[test]
@@ -434,6 +439,14 @@ fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
     host(&hosts[0], &fake, &redis).run().expect(0);
     assert_eq!(file_token(&hosts[0]).as_deref(), Some(token.as_str()));
     assert_eq!(hosts[0].listing(), [".wxtoken.lock", "access_token.json"]);
+    fault(
+        "kill -9",
+        "fleet leader SIGKILLed holding the Redis lock",
+        &format!(
+            "taken over within the lock's expiry ({:.1} s), one token issued, the killed host mirrors it",
+            taken_over.as_secs_f64()
+        ),
+    );
     assert_eq!(fake.token_calls(), 2);
     show(&format!(
         "fleet: leader killed holding the lock ({lock_for} s), taken over after {:.2} s",
@@ -961,6 +974,14 @@ fn a_redis_that_accepts_and_never_answers_costs_seconds_not_the_run() {
         r.run.elapsed
     );
     assert_eq!(fake.token_calls(), 0);
+    fault(
+        "Redis",
+        "Redis accepts connections and never answers",
+        &format!(
+            "exit 75 after {:.1} s (one 2 s timeout), 0 upstream calls",
+            r.run.elapsed.as_secs_f64()
+        ),
+    );
     show(&format!(
         "fleet: a silent Redis ended the run after {:.2} s (exit 75)",
         r.run.elapsed.as_secs_f64()

@@ -257,6 +257,11 @@ fn a_failing_hook_keeps_the_files_sets_the_exit_status_and_is_retried() {
     );
     let pending = &state(&site)["hooks_pending"];
     assert_eq!(pending[0]["command"], fail.to_str().unwrap(), "{pending}");
+    fault(
+        "hook",
+        "an --on-change hook exits 3",
+        "exit 75 naming it; token written and valid, later hooks still ran, failed hook pending for the next run",
+    );
 
     // status names the hook that has not delivered.
     let st = Cmd::new(&["status", "--out", site.out.to_str().unwrap()]).run();
@@ -340,6 +345,14 @@ fn a_hanging_hook_is_killed_within_max_time_with_what_it_started() {
         fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| !s.contains(") Z "))
     };
     assert!(!alive("hang.pid"), "the hook's child survived");
+    fault(
+        "hook",
+        "an --on-change hook hangs (with a child) past --max-time 4",
+        &format!(
+            "exit 75 after {:.1} s, hook and child killed, token kept",
+            r.elapsed.as_secs_f64()
+        ),
+    );
 
     // A hook that exits at once but leaves a child holding its output does not hold the run up:
     // the child is killed when the hook exits.

@@ -99,6 +99,11 @@ fn a_report_of_the_current_token_probes_then_replaces_a_dead_one() {
     let new = site.token();
     assert_ne!(new, old);
     assert!(fake.is_valid(&new));
+    common::fault(
+        "upstream",
+        "token revoked by WeChat (40001), fifty apps report it",
+        "1 probe, 1 force_refresh, a new valid token, exit 0",
+    );
     // The requests were consumed: the next run does nothing upstream.
     let calls = fake.requests().len();
     site.refresh(&fake)
@@ -321,6 +326,11 @@ fn times_a_clock_cannot_have_written_are_not_fresh() {
         assert_eq!(fake.token_calls(), calls + 1, "{what}: no fetch");
         let left = site.left();
         assert!((7000..=7200).contains(&left), "{what}: {left} s left");
+        common::fault(
+            "clock",
+            &format!("token file from a clock ahead: {what}"),
+            "not trusted: refetched at once, 7000 to 7200 s left",
+        );
     }
 }
 
@@ -354,6 +364,11 @@ fn a_run_under_a_clock_three_hours_ahead_is_corrected_afterwards() {
     assert!(
         (7000..=7200).contains(&left),
         "{left} s left after the clock came back"
+    );
+    common::fault(
+        "clock",
+        "host clock stepped 3 h forward for one run (libfaketime), then back",
+        "the run ahead succeeds; the next one says the clock stepped back and refetches: 7000 to 7200 s left",
     );
 }
 
@@ -444,6 +459,11 @@ fn a_legacy_fetch_killed_before_the_write_is_remembered() {
     assert_eq!(fake.token_calls(), 3);
     fake.advance(301);
     assert!(fake.is_valid(&site.token()));
+    common::fault(
+        "SIGTERM",
+        "SIGTERM while a legacy fetch is in flight (WeChat issued a token the run never wrote)",
+        "old file kept; the next run knows the old token retires and fetches: valid after 301 s",
+    );
 }
 
 #[test]

@@ -226,6 +226,11 @@ fn hostile_bases_exit_78_before_any_call_even_when_the_file_is_fresh() {
         }
     }
     assert_eq!(fake.requests().len(), calls, "the fake was called");
+    fault(
+        "upstream",
+        "hostile --api-base (path, query, fragment, non-loopback plain http, ftp)",
+        "exit 78 naming --api-base, with and without --force, 0 requests",
+    );
 }
 
 #[test]
@@ -380,6 +385,11 @@ fn an_errcode_that_is_not_the_integer_0_is_refused() {
         .run()
         .expect(0);
     assert_eq!(site.token(), "80_plausible_token_value");
+    fault(
+        "upstream",
+        "body: errcode beside a token that is not the integer 0 (\"0\", 0.5, null, true, [], {})",
+        "exit 75 \"is not an integer\", nothing written; errcode 0 with a token accepted",
+    );
 }
 
 /// Found by the fuzz target `answer` (fuzz/): WeChat's errmsg went whole into the error, the
@@ -459,6 +469,11 @@ fn retry_after_is_waited_for_before_the_next_attempt() {
     fake.script(vec![retry_after(503, "Wed, 21 Oct 2099 07:28:00 GMT")]);
     site.refresh(&fake).run().expect(0);
     assert_eq!(fake.token_calls(), 2);
+    fault(
+        "upstream",
+        "Retry-After on HTTP 503 / 429 (seconds; an HTTP-date)",
+        "waited for before the next attempt or base, then exit 0; an HTTP-date falls back to backoff",
+    );
 }
 
 #[test]
@@ -476,6 +491,14 @@ fn retry_after_beyond_max_time_stops_at_once_with_75() {
     assert_eq!(fake.token_calls(), 1, "retried against Retry-After");
     assert!(run.elapsed < Duration::from_secs(4), "{:?}", run.elapsed);
     assert!(!site.out.exists());
+    fault(
+        "upstream",
+        "Retry-After 100 s beyond --max-time 8",
+        &format!(
+            "exit 75 at once ({:.1} s, 1 call), naming the wait and --max-time",
+            run.elapsed.as_secs_f64()
+        ),
+    );
 }
 
 /// A TLS fake and a site that trusts it.

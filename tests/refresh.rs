@@ -195,6 +195,11 @@ fn many_simultaneous_runs_make_one_upstream_call() {
     assert_eq!(fresh, 31);
     assert!(fake.is_valid(&site.token()));
     assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
+    fault(
+        "concurrency",
+        "32 runs started at once on one output, slow upstream",
+        "all exit 0, 1 upstream call, 31 find the file fresh, valid token, no temp file",
+    );
 }
 
 #[test]
@@ -229,6 +234,11 @@ fn falls_back_to_the_next_base_url() {
         .stderr_has("HTTP 502");
     assert_eq!(broken.token_calls(), 1);
     assert_eq!(fake.token_calls(), 2);
+    fault(
+        "upstream",
+        "first base URL refuses connections / answers HTTP 502",
+        "exit 0 from the next base URL, the 502 logged",
+    );
 }
 
 #[test]
@@ -367,6 +377,13 @@ fn transient_failures_exit_75_and_keep_the_old_file() {
             "{name}: no error line:\n{}",
             run.stderr
         );
+        fault(
+            "upstream",
+            &format!("{name} (legacy, --force)"),
+            &format!(
+                "exit 75, old file byte-identical, no temp file, {expected} upstream calls in all, error line"
+            ),
+        );
     }
 }
 
@@ -385,6 +402,11 @@ fn errcodes_in_the_log_and_the_reported_ip() {
         .stderr_has("IP whitelist");
     assert_eq!(fake.token_calls(), 1, "config errors are not retried");
     assert!(!site.out.exists());
+    fault(
+        "upstream",
+        "errcode 40164 (IP not whitelisted)",
+        "exit 78, log names the IP and the whitelist page, 1 call (no retry), no file",
+    );
 }
 
 /// Everything an admin must fix: exit 78, not retried, the old file byte-identical.
@@ -424,6 +446,11 @@ fn config_errors_exit_78_without_retry() {
         assert_eq!(fake.token_calls(), 2, "errcode {code} must not be retried");
         assert_eq!(fs::read(&site.out).unwrap(), before);
         assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
+        fault(
+            "upstream",
+            &format!("errcode {code} ({api})"),
+            "exit 78 naming errcode and appid, not retried, old file kept",
+        );
     }
 }
 
@@ -476,6 +503,11 @@ fn secret_file_problems_are_config_errors() {
     c.run().expect(78).stderr_has("WXTOKEN_APPID");
     assert_eq!(fake.token_calls(), 0);
     assert!(!site.out.exists());
+    fault(
+        "filesystem",
+        "secret file world-readable, empty or missing",
+        "exit 78 naming the file and the fix, 0 upstream calls",
+    );
 }
 
 #[test]
@@ -550,6 +582,14 @@ fn unreachable_hanging_and_dripping_servers_are_bounded() {
         );
         assert!(!site.out.exists());
         assert_eq!(site.listing(), [".wxtoken.lock"]);
+        fault(
+            "upstream",
+            &format!("server {behaviour:?} (timeouts; --timeout 1 --max-time 4 --retries 5)"),
+            &format!(
+                "exit 75 after {:.1} s (< 5.5), no file",
+                run.elapsed.as_secs_f64()
+            ),
+        );
     }
 }
 
@@ -564,6 +604,14 @@ fn lock_wait_is_bounded_by_max_time() {
     run.expect(75).stderr_has("held");
     assert!(run.elapsed < Duration::from_secs(4));
     assert_eq!(fake.token_calls(), 0);
+    fault(
+        "concurrency",
+        "lock held by another process for longer than --max-time 2",
+        &format!(
+            "exit 75 naming the held lock after {:.1} s, 0 upstream calls",
+            run.elapsed.as_secs_f64()
+        ),
+    );
 }
 
 /// No fetch when the output cannot be written (a full disk and a directory without write
@@ -580,6 +628,11 @@ fn unwritable_output_exits_73_and_keeps_the_old_file() {
     c.args(&["--out", blocker.join("t.json").to_str().unwrap()]);
     c.run().expect(73).stderr_has("not-a-dir");
     assert_eq!(fake.token_calls(), 0);
+    fault(
+        "filesystem",
+        "missing directory (a path through a regular file)",
+        "exit 73 naming the path, 0 upstream calls",
+    );
 
     // Read-only filesystem: the good file stays as it was, and nothing is fetched for it.
     let mnt = site.dir.path().join("ro");
@@ -603,6 +656,11 @@ fn unwritable_output_exits_73_and_keeps_the_old_file() {
         .stderr_has("Read-only file system");
     assert_eq!(fs::read(&out).unwrap(), before);
     assert_eq!(fake.token_calls(), 1, "fetched a token it could not write");
+    fault(
+        "filesystem",
+        "read-only filesystem (tmpfs remounted ro), --force",
+        "exit 73 \"Read-only file system\", old file kept, no fetch",
+    );
 
     // Nothing to write, nothing to fail: the lock needs no write access.
     site.refresh(&fake)
@@ -632,6 +690,11 @@ fn a_corrupt_file_is_replaced_only_by_a_good_token() {
         .expect(0)
         .stderr_has("not a wxtoken token file");
     assert!(fake.is_valid(&site.token()));
+    fault(
+        "filesystem",
+        "corrupt (half-written) token file",
+        "kept while upstream fails (75), replaced by a valid token once it answers",
+    );
 }
 
 #[test]
@@ -700,6 +763,11 @@ fn self_signed_certificates_are_refused_unless_trusted() {
         .args(&["--ca-file", ca.to_str().unwrap(), "--force"])
         .run()
         .expect(78);
+    fault(
+        "upstream",
+        "TLS: self-signed certificate; CA file without a certificate",
+        "exit 75 \"TLS\" and no file; trusted with --ca-file; an empty CA file is 78",
+    );
 }
 
 #[test]
@@ -777,6 +845,11 @@ fn stale_temp_files_of_a_killed_run_are_removed() {
     assert!(
         unrelated.exists() && lookalike.exists(),
         "only wxtoken's own temp files may be removed"
+    );
+    fault(
+        "kill -9",
+        "temp file left by a killed run",
+        "removed by the next run, lookalike files kept",
     );
 }
 
@@ -859,6 +932,11 @@ fn kill_9_never_leaves_a_partial_file() {
         .expect(0);
     assert_eq!(site.listing(), [".wxtoken.lock", "access_token.json"]);
     assert!(fake.is_valid(&site.token()));
+    fault(
+        "kill -9",
+        "SIGKILL at random points of 300 refresh runs, a reader looping",
+        &format!("{killed} killed, {reads} concurrent reads, 0 partial files; next run cleans up"),
+    );
 }
 
 #[test]
@@ -886,6 +964,11 @@ fn redirects_are_not_followed_and_the_body_limit_is_64_kib() {
         .run()
         .expect(75)
         .stderr_has("over 65536 bytes");
+    fault(
+        "upstream",
+        "HTTP 302 redirect; body over 64 KiB",
+        "redirect not followed (0 requests elsewhere), exit 75; 60 KiB accepted, 64 KiB + 1 is 75",
+    );
 }
 
 #[test]

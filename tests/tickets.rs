@@ -152,6 +152,11 @@ fn a_ticket_failure_keeps_the_token_and_sets_the_exit_status() {
         .expect(75)
         .stderr_has("refused");
     assert_eq!(fs::read(ticket_file(&site, "jsapi")).unwrap(), expired);
+    fault(
+        "upstream",
+        "jsapi ticket call fails / returns a hostile ticket",
+        "exit 75, the token file kept valid, the ticket file unchanged",
+    );
 }
 
 #[test]

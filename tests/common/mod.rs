@@ -235,6 +235,17 @@ pub fn show(text: &str) {
     let _ = writeln!(err, "{}", text.trim_end());
 }
 
+/// A row of docs/RELIABILITY.md's fault table (bench/faults.sh collects these lines from the
+/// suite's output). Called right after the assertions that prove `outcome`, so the row exists only
+/// for a run in which the test got that far: the table cannot claim what the suite did not see.
+#[track_caller]
+pub fn fault(kind: &str, what: &str, outcome: &str) {
+    let file = std::panic::Location::caller().file();
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    show(&format!("FAULT|{kind}|{what}|{outcome}|{file}::{test}"));
+}
+
 /// A tool a test needs: missing means skip on a laptop, failure under CI.
 pub fn require_tool(name: &str) -> bool {
     let found = Command::new("sh")
