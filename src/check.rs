@@ -23,6 +23,7 @@ use crate::state::STATE_NAME;
 use crate::status::name_of;
 use crate::store::{self, Format, LOCK_NAME, Store};
 use crate::tickets;
+use crate::trust;
 use crate::vocab::{secs_until, unix_now};
 use crate::wechat::{Client, Context, Probe, Purpose};
 
@@ -85,19 +86,44 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     for given in config::base_list(&a.api_base, a.api) {
         check_base(&mut r, given, &env);
     }
+    let mut extra = 0;
     match &a.ca_file {
         None => r.pass("ca-file", "none given: the system's trust store only"),
         Some(path) => match config::load_ca_file(path) {
-            Ok((certs, _)) => r.pass(
-                "ca-file",
-                format!(
-                    "{}: {} certificate(s), added to the system's trust store",
-                    path.display(),
-                    certs.len()
-                ),
-            ),
+            Ok((certs, _)) => {
+                extra = certs.len();
+                r.pass(
+                    "ca-file",
+                    format!(
+                        "{}: {} certificate(s), added to the system's trust store",
+                        path.display(),
+                        certs.len()
+                    ),
+                )
+            }
             Err(e) => r.fail("ca-file", e),
         },
+    }
+    // The store a refresh would load, read the same way; only plain http (loopback) bases need
+    // none.
+    let plain = config::base_list(&a.api_base, a.api)
+        .iter()
+        .all(|b| config::parse_base(b).is_ok_and(|b| !b.https));
+    if !plain {
+        let system = trust::system_roots();
+        if system.certs.is_empty() && extra == 0 {
+            r.fail("trust", trust::missing(&system.source));
+        } else {
+            r.pass(
+                "trust",
+                format!(
+                    "{} root certificate(s) from the system ({}){}",
+                    system.certs.len(),
+                    system.source,
+                    if extra > 0 { ", and --ca-file's" } else { "" }
+                ),
+            );
+        }
     }
     for t in &a.files.tickets {
         match t.check(a.api) {

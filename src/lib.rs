@@ -25,5 +25,6 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod tickets;
+pub mod trust;
 pub mod vocab;
 pub mod wechat;

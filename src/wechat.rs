@@ -11,12 +11,13 @@ use std::time::Duration;
 use log::{debug, warn};
 use serde_json::{Map, Value};
 use ureq::Agent;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use crate::config::{Base, Config};
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::register_token;
+use crate::trust;
 use crate::vocab::{Api, MAX_EXPIRES_IN, printable, url_encode, validate_token};
 
 /// WeChat bodies are 100-200 bytes; anything this large is not a token answer.
@@ -78,6 +79,14 @@ pub enum Answer {
 }
 
 /// A request that brought no HTTP 200 body to judge.
+struct Tls {
+    agent: Agent,
+    /// How many root certificates it trusts (the system's and --ca-file's).
+    roots: usize,
+    /// Where the system's were looked for.
+    source: String,
+}
+
 enum NoAnswer {
     /// Transient: the next base URL or round may succeed.
     Retry(String),
@@ -88,7 +97,7 @@ enum NoAnswer {
 pub struct Client {
     /// Built at the first request: loading the system's trust store is most of the cost of a
     /// run that finds the file fresh, and such a run makes no request.
-    agent: OnceLock<Agent>,
+    tls: OnceLock<Tls>,
     bases: Vec<Base>,
     timeout: Duration,
     retries: u32,
@@ -99,7 +108,7 @@ impl Client {
     /// Cheap: everything it needs was read and checked by [`Config`].
     pub fn new(cfg: &Config) -> Client {
         Client {
-            agent: OnceLock::new(),
+            tls: OnceLock::new(),
             bases: cfg.bases.clone(),
             timeout: cfg.timeout,
             retries: cfg.retries,
@@ -107,9 +116,14 @@ impl Client {
         }
     }
 
-    fn agent(&self) -> &Agent {
-        self.agent.get_or_init(|| {
-            Agent::config_builder()
+    fn tls(&self) -> &Tls {
+        self.tls.get_or_init(|| {
+            let system = trust::system_roots();
+            debug!("trust store: {}", system.source);
+            let mut roots = system.certs;
+            roots.extend(self.ca_certs.iter().cloned());
+            let count = roots.len();
+            let agent = Agent::config_builder()
                 // Errors are classified from status and body here, not by the client.
                 .http_status_as_error(false)
                 // A redirect is not WeChat: never follow one (it could lead the secret elsewhere).
@@ -120,12 +134,34 @@ impl Client {
                 .proxy(None)
                 .tls_config(
                     TlsConfig::builder()
-                        .root_certs(root_certs(&self.ca_certs))
+                        .unversioned_rustls_crypto_provider(Arc::new(
+                            rustls::crypto::ring::default_provider(),
+                        ))
+                        .root_certs(RootCerts::Specific(Arc::new(roots)))
                         .build(),
                 )
                 .build()
-                .into()
+                .into();
+            Tls {
+                agent,
+                roots: count,
+                source: system.source,
+            }
         })
+    }
+
+    /// Err (78) when `base` needs TLS and no root certificate was found: no answer could be
+    /// verified, and only an admin can add a trust store.
+    fn check_trust(&self, base: &Base) -> Result<()> {
+        let tls = self.tls();
+        if !base.https || tls.roots > 0 {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "{}: {}",
+            base.url,
+            trust::missing(&tls.source)
+        )))
     }
 
     /// Fetches an access token with the configured API. `force_refresh` asks the stable API for a
@@ -192,6 +228,9 @@ impl Client {
             if deadline.exhausted() {
                 break;
             }
+            if let Err(e) = self.check_trust(base) {
+                return Probe::Unknown(e.message);
+            }
             let shown = format!("{} on {}", call.shown, base.url);
             let why = match self.request(base, &call, deadline) {
                 Ok(body) => match judge_probe(&body, ctx.appid) {
@@ -218,6 +257,9 @@ impl Client {
         ctx: &Context<'_>,
         deadline: &Deadline,
     ) -> Result<Grant> {
+        for base in &self.bases {
+            self.check_trust(base)?;
+        }
         let mut last =
             String::from("no attempt was made: the run's time budget (--max-time) was used up");
         let mut backoff = Duration::from_secs(1);
@@ -300,7 +342,7 @@ impl Client {
     ) -> std::result::Result<Vec<u8>, NoAnswer> {
         let url = format!("{}{}", base.url, call.path_and_query);
         let timeout = Some(self.timeout.min(deadline.remaining()));
-        let agent = self.agent();
+        let agent = &self.tls().agent;
         let sent = match &call.json_body {
             Some(body) => agent
                 .post(&url)
@@ -586,51 +628,6 @@ fn reported_ip(errmsg: &str) -> Option<std::net::IpAddr> {
         .split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
         .filter(|w| w.contains('.') || w.matches(':').count() >= 2)
         .find_map(|w| w.trim_matches(|c| c == '.' || c == ':').parse().ok())
-}
-
-/// The system's trust store plus `--ca-file`'s certificates. Verification is never switched off:
-/// a proxy that inspects TLS gets its CA added, not a bypass.
-fn root_certs(extra: &[Certificate<'static>]) -> RootCerts {
-    let mut certs: Vec<Certificate<'static>> = Vec::new();
-    let system = system_bundle();
-    if let Some(path) = &system
-        && let Ok(pem) = std::fs::read(path)
-    {
-        certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        }));
-        debug!(
-            "{} trusted certificates from {}",
-            certs.len(),
-            path.display()
-        );
-    }
-    certs.extend(extra.iter().cloned());
-    if certs.is_empty() {
-        // No trust store on this system and no --ca-file: fall back to the bundled Mozilla roots
-        // rather than failing on a minimal container without ca-certificates.
-        debug!("no system trust store found; using the bundled Mozilla roots");
-        return RootCerts::WebPki;
-    }
-    RootCerts::Specific(Arc::new(certs))
-}
-
-/// The system's CA bundle (PEM): `SSL_CERT_FILE`, else the distributions' usual paths.
-pub fn system_bundle() -> Option<std::path::PathBuf> {
-    std::env::var_os("SSL_CERT_FILE")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch
-                "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
-                "/etc/ssl/ca-bundle.pem",             // openSUSE
-                "/etc/ssl/cert.pem",                  // Alpine, macOS
-            ]
-            .map(std::path::PathBuf::from),
-        )
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -172,6 +172,46 @@ fn a_good_setup_passes_every_item_and_writes_nothing() {
     assert_eq!(snapshot(&g.site.state_dir()), before);
 }
 
+/// The trust store a refresh would load (no roots are bundled in the binary): reported for https
+/// bases, a FAIL (78) when there is none, the fix named.
+#[test]
+fn the_trust_store_is_checked() {
+    let g = Good::new();
+    let empty = g.site.dir.path().join("empty.pem");
+    fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let run = g
+        .check()
+        .env("SSL_CERT_FILE", empty)
+        .env_remove("SSL_CERT_DIR")
+        .run();
+    run.expect(0);
+    has_line(&run, "PASS trust:", "0 root certificate(s) from the system");
+    has_line(&run, "PASS trust:", ", and --ca-file's");
+
+    let bare = || {
+        let mut c = check(&g.site, &g.fake);
+        c.args(&["--unit-root", g.root.to_str().unwrap()])
+            .env_remove("SSL_CERT_DIR");
+        c
+    };
+    let run = bare().env("SSL_CERT_FILE", empty).run();
+    run.expect(78);
+    has_line(
+        &run,
+        "FAIL trust:",
+        &format!("SSL_CERT_FILE={empty}: 0 certificate(s)"),
+    );
+    has_line(&run, "FAIL trust:", "Install the ca-certificates package");
+    let run = bare().env("SSL_CERT_FILE", g.ca.to_str().unwrap()).run();
+    run.expect(0);
+    has_line(
+        &run,
+        "PASS trust:",
+        "1 root certificate(s) from the system (SSL_CERT_FILE=",
+    );
+}
+
 /// Each broken setting alone: its FAIL line, exit 78, and every other item still reported as on
 /// the good setup. Then all of them at once: every one reported, not only the first.
 #[test]

@@ -516,6 +516,78 @@ fn tls_refresh(fake: &FakeWeChat, site: &Site, ca: &str) -> Cmd {
     c
 }
 
+/// A TLS refresh without --ca-file: the trust store is the system's, which these variables
+/// select (the developer's own values removed first).
+fn system_trust(fake: &FakeWeChat, site: &Site, vars: &[(&str, &str)]) -> Cmd {
+    let mut c = site.refresh(fake);
+    c.arg("--force")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c
+}
+
+#[test]
+fn the_system_trust_store_comes_from_ssl_cert_file_or_an_ssl_cert_dir() {
+    let (fake, site, ca) = tls_site();
+    system_trust(&fake, &site, &[("SSL_CERT_FILE", &ca)])
+        .run()
+        .expect(0);
+    // An OpenSSL hashed directory (openssl rehash names each certificate HHHHHHHH.N), one of a
+    // ':'-separated list, as OpenSSL and rustls-native-certs read SSL_CERT_DIR.
+    let hashed = site.dir.path().join("certs");
+    fs::create_dir(&hashed).unwrap();
+    fs::copy(&ca, hashed.join("0a1b2c3d.0")).unwrap();
+    let dirs = format!("/nonexistent:{}", hashed.display());
+    system_trust(&fake, &site, &[("SSL_CERT_DIR", &dirs)])
+        .run()
+        .expect(0);
+    // Only hash-named files are read there: the same certificate under another name is not.
+    fs::rename(hashed.join("0a1b2c3d.0"), hashed.join("fake.pem")).unwrap();
+    system_trust(&fake, &site, &[("SSL_CERT_DIR", &dirs)])
+        .run()
+        .expect(78)
+        .stderr_has("/nonexistent: cannot be read")
+        .stderr_has(&format!(
+            "{}: 0 certificate(s) in hashed files",
+            hashed.display()
+        ));
+    assert_eq!(fake.token_calls(), 2);
+}
+
+#[test]
+fn without_any_trust_store_https_is_a_config_error_and_nothing_is_sent() {
+    let (fake, site, ca) = tls_site();
+    let empty = site.dir.path().join("empty.pem");
+    fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    // No roots are bundled to fall back on: the admin is told what to install.
+    system_trust(&fake, &site, &[("SSL_CERT_FILE", empty)])
+        .run()
+        .expect(78)
+        .stderr_has("no trusted root certificate to verify TLS with")
+        .stderr_has(&format!("SSL_CERT_FILE={empty}: 0 certificate(s)"))
+        .stderr_has("Install the ca-certificates package");
+    assert_eq!(fake.token_calls(), 0);
+    assert!(!site.out.exists());
+    // --ca-file alone is enough.
+    system_trust(&fake, &site, &[("SSL_CERT_FILE", empty)])
+        .args(&["--ca-file", &ca])
+        .run()
+        .expect(0);
+    // A run that finds the file fresh never looks for a trust store.
+    let mut fresh = site.refresh(&fake);
+    fresh.env("SSL_CERT_FILE", empty).run().expect(0);
+    // Plain http to a loopback test server needs none either.
+    let plain = FakeWeChat::start();
+    let site = Site::new();
+    system_trust(&plain, &site, &[("SSL_CERT_FILE", empty)])
+        .run()
+        .expect(0);
+}
+
 #[test]
 fn https_proxy_is_used_before_all_proxy_and_http_proxy_never_for_https() {
     let (fake, site, ca) = tls_site();
