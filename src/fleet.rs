@@ -434,28 +434,23 @@ impl Fleet {
     /// Tells the fleet what WeChat said about its token (best effort).
     pub fn record_probe(&mut self, rec: &ProbeRecord, ttl_secs: u64) {
         let value = serde_json::to_string(rec).expect("plain struct serializes");
-        let key = self.key("probe");
-        let r: Result<()> = self.query(
-            "recording the probe",
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_secs.max(1) * 1000),
-        );
-        if let Err(e) = r {
-            warn!("{e}");
-        }
+        self.set_best_effort("recording the probe", "probe", &value, ttl_secs);
     }
 
     /// Forwards an app's report of the fleet's token to the hosts that may act on it.
     pub fn report(&mut self, digest: &str, ttl_secs: u64) {
-        let key = self.key("report");
+        self.set_best_effort("forwarding the report", "report", digest, ttl_secs);
+    }
+
+    /// SET the fleet's key `name` to `value` for `ttl_secs` (at least 1 s); a failure is only
+    /// logged: these keys speed the fleet up, the files stay right without them.
+    fn set_best_effort(&mut self, what: &str, name: &str, value: &str, ttl_secs: u64) {
+        let key = self.key(name);
         let r: Result<()> = self.query(
-            "forwarding the report",
+            what,
             redis::cmd("SET")
                 .arg(key)
-                .arg(digest)
+                .arg(value)
                 .arg("PX")
                 .arg(ttl_secs.max(1) * 1000),
         );
