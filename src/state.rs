@@ -77,6 +77,8 @@ pub struct RunState {
     /// Probes made since `probe_day_start` (a rolling window of one day).
     pub probe_day_start: u64,
     pub probes_today: u64,
+    /// The last run's outcome. A fresh tick that changes nothing else is saved only when this is
+    /// older than 600 s (the metrics file has every run's).
     pub last_run: Option<Outcome>,
     pub last_error: Option<Outcome>,
     pub last_success_at: u64,

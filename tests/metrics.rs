@@ -6,6 +6,7 @@ mod fake;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -114,4 +115,85 @@ fn the_metrics_file_parses_and_follows_the_runs() {
     assert_eq!(m[&format!("wxtoken_probe_alive{{{id}}}")], 1.0);
     assert_eq!(m[&format!("wxtoken_reports_consumed_total{{{id}}}")], 1.0);
     assert_eq!(m[&format!("wxtoken_consecutive_failures{{{id}}}")], 0.0);
+}
+
+/// The value of one sample line of the metrics file, read without the parser.
+fn sample(prom: &std::path::Path, name: &str) -> f64 {
+    let text = std::fs::read_to_string(prom).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A timer tick that finds the token fresh and nothing else changed writes nothing (the state file
+/// was rewritten with two fsyncs on every tick): the state is saved when something in it changed,
+/// a failure always, and its record of the last run at least every 600 s. The metrics follow every
+/// run all the same.
+#[test]
+fn a_quiet_fresh_tick_leaves_the_state_file_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let prom = site.dir.path().join("wxtoken.prom");
+    let state = site.state_dir().join(".wxtoken-state.json");
+    let tick = || {
+        let mut c = site.refresh(&fake);
+        c.args(&["--metrics", prom.to_str().unwrap(), "--probe-every", "0"]);
+        c
+    };
+    let saved = || {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        (std::fs::metadata(&state).unwrap().ino(), v)
+    };
+    tick().run().expect(0);
+    assert_eq!(saved().1["last_run"]["result"], "refreshed");
+    tick().run().expect(0);
+    let (ino, v) = saved();
+    assert_eq!(v["last_run"]["result"], "fresh", "a new outcome is saved");
+    let first_fresh = v["last_run"]["at"].as_u64().unwrap();
+
+    std::thread::sleep(Duration::from_millis(1100));
+    tick().run().expect(0);
+    let (ino2, v) = saved();
+    assert_eq!(ino2, ino, "a quiet fresh tick rewrote the state file");
+    assert_eq!(v["last_run"]["at"].as_u64().unwrap(), first_fresh);
+    let last_run = sample(&prom, "wxtoken_last_run_timestamp_seconds");
+    assert!(
+        last_run as u64 > first_fresh,
+        "the metrics did not follow the quiet tick: {last_run} <= {first_fresh}"
+    );
+
+    // A failure is always saved, and so is the success after it.
+    fake.set_default(Behaviour::Errcode(-1, "system error".into()));
+    tick().arg("--force").run().expect(75);
+    let (ino3, v) = saved();
+    assert_ne!(ino3, ino);
+    assert_eq!(v["consecutive_failures"], 1);
+    fake.set_default(Behaviour::Normal);
+    tick().run().expect(0);
+    let (_, v) = saved();
+    assert_eq!(v["consecutive_failures"], 0);
+    assert_eq!(v["last_run"]["result"], "fresh");
+
+    // The heartbeat: with the clock 11 minutes on, a fresh tick saves its outcome again.
+    if !common::require_tool("faketime") {
+        return;
+    }
+    let (ino4, v) = saved();
+    let before = v["last_run"]["at"].as_u64().unwrap();
+    let run = tick()
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .command_with_prefix(&["faketime", "-f", "+11m"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (ino5, v) = saved();
+    assert_ne!(ino5, ino4, "the heartbeat did not save");
+    assert!(v["last_run"]["at"].as_u64().unwrap() >= before + 600);
 }
