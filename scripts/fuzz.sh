@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(answer token_file ticket_file base_url times)
+[ ${#targets[@]} -gt 0 ] || targets=(answer token_file ticket_file base_url times redis_url)
 work=target/fuzz-corpus
 cargo +nightly fuzz build
 for t in "${targets[@]}"; do

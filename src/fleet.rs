@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use redis::{Client, Connection, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisError};
+use redis::{
+    Client, Connection, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
+    RedisError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RefreshArgs;
@@ -166,16 +169,35 @@ fn password_path(explicit: Option<&Path>) -> Option<PathBuf> {
 
 /// `redis://[USER@]HOST[:PORT][/DB]` or `rediss://...`. Refused: a password (it would sit in the
 /// unit's environment and in `ps`), a query or fragment (`#insecure` would switch certificate
-/// checks off), other schemes.
-fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
+/// checks off), other schemes. Parsed here rather than by the redis crate's URL parser, which
+/// brings the `url` crate and its IDNA machinery (60 KB of the binary) for what is a host, a port
+/// and a number; IDNA host names are refused (Redis hosts are ASCII).
+pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
     let bad = |why: &str| {
         Error::config(format!(
             "--redis: {why}; expected redis://HOST[:PORT][/DB] or rediss://... (a user name may \
              come before an @; the password goes in --redis-password-file)"
         ))
     };
-    let parsed = redis::parse_redis_url(url).ok_or_else(|| bad("not a redis:// URL"))?;
-    if parsed.password().is_some() {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("not a redis:// URL"));
+    };
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "redis" => false,
+        "rediss" => true,
+        _ => {
+            let shown = crate::vocab::printable(scheme);
+            return Err(bad(&format!(
+                "not a redis:// URL (the scheme {shown}:// is not supported)"
+            )));
+        }
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((user, hostport)) => (Some(user), hostport),
+        None => (None, authority),
+    };
+    if user.is_some_and(|u| u.contains(':')) {
         // Not even the URL in the message: it holds the password.
         return Err(Error::config(
             "--redis holds a password: refusing it (the URL is visible in the environment and to \
@@ -183,26 +205,105 @@ fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
              --redis-password-file (systemd: LoadCredential=wxtoken-redis-password:/etc/wxtoken/redis-password)",
         ));
     }
-    let tls = match parsed.scheme() {
-        "redis" => false,
-        "rediss" => true,
-        other => return Err(bad(&format!("the scheme {other}:// is not supported"))),
-    };
-    if parsed.query().is_some() || parsed.fragment().is_some() {
+    if rest.contains('?') || rest.contains('#') {
         return Err(bad("a query (?...) or fragment (#...) is not allowed"));
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address lacks its closing ]"))?;
+        let addr: std::net::Ipv6Addr = addr
+            .parse()
+            .map_err(|_| bad("the host in [...] is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after the ]"))?),
+        };
+        (addr.to_string(), port)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+            None => (hostport.to_ascii_lowercase(), None),
+        }
+    };
+    if host.is_empty() {
         return Err(bad("it names no host"));
     }
-    let db = parsed.path().trim_start_matches('/');
+    let name_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._:".contains(&b);
+    if !host.bytes().all(name_ok) {
+        return Err(bad(
+            "the host must be a DNS name (ASCII letters, digits, - and .) or an IP address",
+        ));
+    }
+    // A name whose last label starts with a digit is an IPv4 address to the resolver (inet_aton:
+    // "127.1", "0x7f.1"): only the dotted-quad form is taken, so what is shown is what is dialled.
+    let last = host.rsplit('.').next().unwrap_or("");
+    let numeric = last.starts_with(|c: char| c.is_ascii_digit()) && !host.contains(':');
+    if numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(bad(
+            "the host is neither a DNS name nor an IPv4 address a.b.c.d",
+        ));
+    }
+    if host == "0.0.0.0" || host == "::" {
+        return Err(bad("0.0.0.0 and :: name no host to connect to"));
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(bad("the port must be a number from 1 to 65535")),
+        },
+    };
+    let db = path.strip_suffix('/').unwrap_or(path);
     let number = db.len() <= 5 && db.bytes().all(|b| b.is_ascii_digit());
     if !db.is_empty() && !number {
         return Err(bad("the path must be a database number such as /0"));
     }
-    let info = url
+    let mut settings = redis::RedisConnectionInfo::default().set_db(db.parse().unwrap_or(0));
+    if let Some(user) = user.filter(|u| !u.is_empty()) {
+        let user = percent_decode(user).ok_or_else(|| bad("the user name is not valid UTF-8"))?;
+        settings = settings.set_username(user);
+    }
+    let addr = if tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    };
+    let info = addr
         .into_connection_info()
-        .map_err(|e| bad(&format!("not a valid URL ({e})")))?;
+        .map_err(|e| bad(&format!("not a valid URL ({e})")))?
+        .set_redis_settings(settings);
     Ok((info, tls))
+}
+
+/// `%XX` escapes of a URL's user name (an ACL user may be called anything).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The last verdict a host of the fleet got from WeChat on the fleet's token.
@@ -1072,6 +1173,28 @@ mod tests {
         assert!(parse_url("redis://127.0.0.1:6379").is_ok());
         assert!(parse_url("redis://wxtoken@10.0.0.5/2").is_ok());
         assert!(parse_url("rediss://redis.example:6380/0").unwrap().1);
+        // What the redis crate's own URL parser made of the same URLs.
+        let (info, tls) = parse_url("redis://wx%40token@[::1]:7000/12").unwrap();
+        assert!(!tls);
+        assert_eq!(*info.addr(), ConnectionAddr::Tcp("::1".into(), 7000));
+        assert_eq!(info.redis_settings().db(), 12);
+        assert_eq!(info.redis_settings().username(), Some("wx@token"));
+        let (info, _) = parse_url("REDISS://Redis.Example").unwrap();
+        assert_eq!(
+            *info.addr(),
+            ConnectionAddr::TcpTls {
+                host: "redis.example".into(),
+                port: 6379,
+                insecure: false,
+                tls_params: None
+            }
+        );
+        assert_eq!(info.redis_settings().db(), 0);
+        assert_eq!(info.redis_settings().username(), None);
+        assert_eq!(
+            *parse_url("redis://10.0.0.5/").unwrap().0.addr(),
+            ConnectionAddr::Tcp("10.0.0.5".into(), 6379)
+        );
         for (url, why) in [
             ("redis://:hunter2@127.0.0.1", "holds a password"),
             ("redis://u:hunter2@127.0.0.1", "holds a password"),
@@ -1080,6 +1203,24 @@ mod tests {
             ("http://127.0.0.1", "not a redis"),
             ("unix:///run/redis.sock", "scheme"),
             ("redis://127.0.0.1/x", "database number"),
+            ("redis://127.0.0.1/123456", "database number"),
+            ("redis://", "no host"),
+            ("redis://u@/0", "no host"),
+            ("redis://127.0.0.1:0", "port"),
+            ("redis://127.0.0.1:65536", "port"),
+            ("redis://127.0.0.1:+1", "port"),
+            ("redis://127.0.0.1:", "port"),
+            ("redis://[::1", "closing ]"),
+            ("redis://[zz]:1", "IPv6"),
+            ("redis://[::1]x", "junk"),
+            ("redis://0.0.0.0", "no host to connect"),
+            ("redis://[::]:6379", "no host to connect"),
+            ("redis://rédis.example", "ASCII"),
+            ("redis://a b", "ASCII"),
+            ("redis://127.1", "a.b.c.d"),
+            ("redis://0x7f.0.0.1:6379", "a.b.c.d"),
+            ("redis://10.0.0.256", "a.b.c.d"),
+            ("127.0.0.1:6379", "not a redis"),
         ] {
             let e = parse_url(url)
                 .err()
