@@ -62,34 +62,45 @@ fn is_wire_dump(record: &Record<'_>) -> bool {
 }
 
 struct Redacting {
-    inner: env_logger::Logger,
+    filter: env_filter::Filter,
+    /// stderr is the journal (`JOURNAL_STREAM` set): each line starts with its syslog priority.
+    journal: bool,
 }
 
 impl Log for Redacting {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.inner.enabled(metadata)
+        self.filter.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.inner.matches(record) || is_wire_dump(record) {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        if !self.filter.matches(record) || is_wire_dump(record) {
             return;
         }
-        let line = one_line(&scrub(&record.args().to_string()));
-        self.inner.log(
-            &Record::builder()
-                .args(format_args!("{line}"))
-                .level(record.level())
-                .target(record.target())
-                .module_path(record.module_path())
-                .file(record.file())
-                .line(record.line())
-                .build(),
-        );
+        let mut out = String::new();
+        if self.journal {
+            let _ = write!(out, "<{}>", priority(record.level()));
+        }
+        let level = match record.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warn",
+            log::Level::Info => "info",
+            log::Level::Debug => "debug",
+            log::Level::Trace => "trace",
+        };
+        out.push_str(level);
+        if !record.target().starts_with("wxtoken") {
+            let _ = write!(out, " [{}]", record.target());
+        }
+        out.push_str(": ");
+        out.push_str(&one_line(&scrub(&record.args().to_string())));
+        out.push('\n');
+        // One write per line: lines of concurrent runs never interleave in the journal's stream.
+        let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 
-    fn flush(&self) {
-        self.inner.flush();
-    }
+    fn flush(&self) {}
 }
 
 /// One line per record, whatever a library or WeChat put in it: an `errmsg` with a newline must not
@@ -119,29 +130,32 @@ fn priority(level: log::Level) -> u8 {
     }
 }
 
-/// Level from `RUST_LOG` (default `info`). Lines read `level: message`, without timestamps:
-/// journald adds its own, and a person at a terminal does not need them for a one-second run.
-/// Under systemd (stderr is the journal: `JOURNAL_STREAM` set) each line also starts with its
-/// syslog priority, so `journalctl -p err -u wxtoken` finds the errors.
+/// Level from `RUST_LOG` (default `info`; `module=level` directives as env_logger reads them).
+/// Lines read `level: message`, without timestamps: journald adds its own, and a person at a
+/// terminal does not need them for a one-second run. Under systemd (stderr is the journal:
+/// `JOURNAL_STREAM` set) each line also starts with its syslog priority, so
+/// `journalctl -p err -u wxtoken` finds the errors.
 pub fn init() {
+    let mut builder = env_filter::Builder::new();
+    match std::env::var("RUST_LOG") {
+        Ok(spec) => builder.parse(&spec),
+        Err(_) => builder.filter_level(log::LevelFilter::Info),
+    };
+    let filter = builder.build();
+    let max = filter.filter();
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(move |buf, record| {
-            use std::io::Write;
-            let level = record.level().as_str().to_lowercase();
-            if journal {
-                write!(buf, "<{}>", priority(record.level()))?;
-            }
-            if record.target().starts_with("wxtoken") {
-                writeln!(buf, "{level}: {}", record.args())
-            } else {
-                writeln!(buf, "{level} [{}]: {}", record.target(), record.args())
-            }
-        })
-        .build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Redacting { inner })).is_ok() {
+    if log::set_boxed_logger(Box::new(Redacting { filter, journal })).is_ok() {
         log::set_max_level(max);
+    }
+    if max > log::STATIC_MAX_LEVEL {
+        // Cargo.toml: release builds compile debug and trace messages out (binary size), so
+        // RUST_LOG=debug must not look as if nothing happened.
+        log::info!(
+            "RUST_LOG asks for {} messages, which this release build leaves out (it logs error, \
+             warn and info); `wxtoken check` shows what a run would use, a debug build \
+             (cargo build) logs everything",
+            max.as_str().to_ascii_lowercase()
+        );
     }
 }
 

@@ -533,7 +533,7 @@ impl Run<'_> {
             && let Some(r) = &self.st.retiring
             && r.digest == digest
         {
-            debug!(
+            info!(
                 "a fetch at {} retired the token in {path}: it works until {effective}, not {}",
                 r.at, file.expires_at
             );

@@ -390,7 +390,7 @@ fn lock_one(path: &Path, deadline: &Deadline) -> Result<File> {
             }
             Err(fs::TryLockError::WouldBlock) => {
                 if !waited {
-                    debug!("waiting for another wxtoken run holding {}", path.display());
+                    info!("waiting for another wxtoken run holding {}", path.display());
                     waited = true;
                 }
                 if deadline.exhausted() {
