@@ -35,14 +35,23 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(!tls);
             (h, *p)
         }
-        ConnectionAddr::TcpTls { host, port, insecure, tls_params } => {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            tls_params,
+        } => {
             assert!(tls && !insecure && tls_params.is_none());
             (host, *port)
         }
         other => panic!("{other:?}"),
     };
     assert!(!host.is_empty() && port > 0, "{s:?}");
-    assert!(host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)), "{host:?}");
+    assert!(
+        host.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)),
+        "{host:?}"
+    );
     // What the redis crate makes of the same URL, when it takes it: the same place, database
     // and user.
     let Some(url) = redis::parse_redis_url(s) else {
@@ -52,7 +61,11 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     };
     assert_eq!(info.addr(), theirs.addr(), "{s:?}");
-    assert_eq!(info.redis_settings().db(), theirs.redis_settings().db(), "{s:?}");
+    assert_eq!(
+        info.redis_settings().db(),
+        theirs.redis_settings().db(),
+        "{s:?}"
+    );
     assert_eq!(
         info.redis_settings().username(),
         theirs.redis_settings().username(),
