@@ -221,9 +221,10 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
         };
         (addr.to_string(), port)
     } else {
+        // As given: DNS names are case-blind, and the redis crate passes them on unchanged too.
         match hostport.split_once(':') {
-            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
-            None => (hostport.to_ascii_lowercase(), None),
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
         }
     };
     if host.is_empty() {
@@ -1183,7 +1184,7 @@ mod tests {
         assert_eq!(
             *info.addr(),
             ConnectionAddr::TcpTls {
-                host: "redis.example".into(),
+                host: "Redis.Example".into(),
                 port: 6379,
                 insecure: false,
                 tls_params: None
