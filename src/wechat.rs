@@ -118,7 +118,22 @@ impl Client {
 
     fn tls(&self) -> &Tls {
         self.tls.get_or_init(|| {
-            let system = trust::system_roots();
+            // Plain http goes only to this machine (config.rs); nothing to verify unless a base or
+            // its proxy speaks TLS, so the store (146 roots parsed on Debian) is not read.
+            let tls = |b: &Base| {
+                b.https
+                    || b.proxy
+                        .as_ref()
+                        .is_some_and(|p| p.protocol() == ureq::ProxyProtocol::Https)
+            };
+            let system = if self.bases.iter().any(tls) {
+                trust::system_roots()
+            } else {
+                trust::Roots {
+                    certs: Vec::new(),
+                    source: "not read: no base URL or proxy uses TLS".into(),
+                }
+            };
             debug!("trust store: {}", system.source);
             let mut roots = system.certs;
             roots.extend(self.ca_certs.iter().cloned());

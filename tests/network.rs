@@ -580,12 +580,18 @@ fn without_any_trust_store_https_is_a_config_error_and_nothing_is_sent() {
     // A run that finds the file fresh never looks for a trust store.
     let mut fresh = site.refresh(&fake);
     fresh.env("SSL_CERT_FILE", empty).run().expect(0);
-    // Plain http to a loopback test server needs none either.
+    // Plain http to a loopback test server needs none either, and does not read one: a system
+    // store (146 roots on Debian) is most of a plain refresh's instructions.
     let plain = FakeWeChat::start();
     let site = Site::new();
     system_trust(&plain, &site, &[("SSL_CERT_FILE", empty)])
         .run()
         .expect(0);
+    system_trust(&plain, &site, &[("SSL_CERT_FILE", &ca)])
+        .env("RUST_LOG", "wxtoken=debug")
+        .run()
+        .expect(0)
+        .stderr_has("trust store: not read: no base URL or proxy uses TLS");
 }
 
 #[test]
