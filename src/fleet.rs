@@ -262,6 +262,15 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
     }
     let mut settings = redis::RedisConnectionInfo::default().set_db(db.parse().unwrap_or(0));
     if let Some(user) = user.filter(|u| !u.is_empty()) {
+        // RFC 3986 userinfo: anything else (a space, a control character) must come %-encoded;
+        // URL parsers disagree on what they would make of it raw.
+        let raw_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+        if !user.bytes().all(raw_ok) {
+            return Err(bad(
+                "the user name holds a character that must be %-encoded (a space or control \
+                 character, non-ASCII)",
+            ));
+        }
         let user = percent_decode(user).ok_or_else(|| bad("the user name is not valid UTF-8"))?;
         settings = settings.set_username(user);
     }
@@ -1218,6 +1227,8 @@ mod tests {
             ("redis://[::]:6379", "no host to connect"),
             ("redis://rédis.example", "ASCII"),
             ("redis://a b", "ASCII"),
+            ("redis://u\n@h", "%-encoded"),
+            ("redis://us er@h", "%-encoded"),
             ("redis://127.1", "a.b.c.d"),
             ("redis://0x7f.0.0.1:6379", "a.b.c.d"),
             ("redis://10.0.0.256", "a.b.c.d"),
