@@ -343,17 +343,7 @@ fn a_run_under_a_clock_three_hours_ahead_is_corrected_afterwards() {
     }
     let fake = FakeWeChat::start();
     let site = Site::new();
-    let run = site
-        .refresh(&fake)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .command_with_prefix(&["faketime", "-f", "+3h"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    site.refresh(&fake).run_succeeding_at("+3h");
     let skewed = site.read()["expires_at"].as_u64().unwrap();
     assert!(skewed > now() + 3 * 3600, "faketime did not apply");
     site.refresh(&fake)

@@ -161,6 +161,21 @@ impl Cmd {
         cmd
     }
 
+    /// Runs the command with the host clock moved by `offset` (libfaketime's `-f` syntax, "+3h"),
+    /// the monotonic clock left alone; asserts that it succeeded.
+    pub fn run_succeeding_at(&mut self, offset: &str) {
+        let run = self
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .command_with_prefix(&["faketime", "-f", offset])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "under faketime {offset}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+
     /// The command run under another program (e.g. `faketime -f +3h`), with this environment.
     pub fn command_with_prefix(&self, prefix: &[&str]) -> Command {
         let inner = self.command();
