@@ -25,7 +25,7 @@ start=$(date +%s)
     awk -F'|' '$2 ~ /stable|legacy/ {
         api = $2; gsub(/ /, "", api); calls = $5 + 0; split($8, acc, "%"); gsub(/ /, "", acc[1]); ok = acc[1] + 0
         goal = api == "stable" ? 30 : 15
-        printf "- %s: %.1f token calls a day (goal ≤ %d: %s); %s accepted outside excused windows (goal 100 %%: %s)\n",
+        printf "- %s: %.1f token calls answered a day (goal ≤ %d: %s); %s accepted outside excused windows (goal 100 %%: %s)\n",
             api, calls, goal, calls <= goal ? "met" : "**missed**", acc[1] "%", ok >= 100 ? "met" : "**missed**"
     }' "$out.table"
     echo

@@ -4,8 +4,10 @@
 //!   cargo build --release && cargo run --release --example week -- target/release/wxtoken [DAYS]
 //!
 //! Per API mode (stable, legacy): a tick every 60 s as wxtoken.timer does, a retry 30 s after a
-//! failed tick as the unit's Restart=on-failure does, 1 % of ticks failing at random (WeChat busy),
-//! one 30-minute outage (every request answered 503), and two out-of-band invalidations a day that
+//! failed tick as the unit's Restart=on-failure does, 1 % of ticks failing at random (WeChat busy:
+//! every request of the tick, probes included, answered errcode -1), one 30-minute outage (every
+//! request answered 503) that begins when the file's token has 10 minutes left, so that the whole
+//! refresh window and the token's end fall inside it, and two out-of-band invalidations a day that
 //! nobody reports (another program's legacy fetch, or someone's force_refresh). Between ticks the
 //! token in the file is asked to the fake every 10 s: the share of those samples in which WeChat
 //! accepts it is the availability. Prints a Markdown table (docs/PERFORMANCE.md has the last run).
@@ -23,6 +25,8 @@ const RETRY: u64 = 30;
 const SAMPLE: u64 = 10;
 const PROBE_EVERY: u64 = 300;
 const MARGIN: u64 = 300;
+const OUTAGE: u64 = 30 * 60;
+const OUTAGE_LEAD: u64 = 600;
 
 /// A small deterministic generator (splitmix64): the same run every time.
 struct Rng(u64);
@@ -62,6 +66,14 @@ fn wall() -> u64 {
 struct Tally {
     runs: u64,
     failed_runs: u64,
+    /// Token requests WeChat answered with a token: what the daily quota counts. (A request
+    /// answered 503 or -1 is counted in the fake's total only.)
+    answered_calls: u64,
+    /// Ticks whose requests were all answered errcode -1 (outside the outage).
+    failing_ticks: u64,
+    /// Samples inside the outage in which the file's token was not accepted: the outage is longer
+    /// than the margin, so the token runs out in it.
+    outage_invalid: u64,
     samples: u64,
     valid: u64,
     /// Samples outside the windows the goal excuses (an outage longer than the margin, and the
@@ -81,9 +93,12 @@ fn simulate(bin: &Path, api: &str, days: u64) -> (Tally, usize, usize) {
     let mut rng = Rng(0x5EED ^ api.len() as u64);
     let t0 = fake.now();
     let end = t0 + days * 86_400;
-    // The outage: day 2 (or the last day), 12:00 to 12:30.
-    let outage = (t0 + (days.min(2) - 1) * 86_400 + 12 * 3600, 30 * 60);
-    let in_outage = |t: u64| t >= outage.0 && t < outage.0 + outage.1;
+    // The outage: from day 2 (or the last day) 12:00, at the first moment the file's token has
+    // OUTAGE_LEAD left: the refresh window and the token's end lie inside it, and the run after it
+    // must fetch.
+    let outage_after = t0 + (days.min(2) - 1) * 86_400 + 12 * 3600;
+    let mut outage: Option<u64> = None;
+    let in_outage = |outage: Option<u64>, t: u64| outage.is_some_and(|o| t >= o && t < o + OUTAGE);
     // Invalidations at 03:17 and 15:43 every day.
     let invalidations: Vec<u64> = (0..days)
         .flat_map(|d| {
@@ -114,20 +129,18 @@ fn simulate(bin: &Path, api: &str, days: u64) -> (Tally, usize, usize) {
             next_inv += 1;
         }
         if now >= next_run {
-            let failing = in_outage(now) || rng.next().is_multiple_of(100);
-            let outage_reply = Behaviour::Raw(503, "text/plain".into(), b"busy".to_vec());
-            fake.set_default(if in_outage(now) {
-                outage_reply.clone()
-            } else if failing {
+            let reply = if in_outage(outage, now) {
+                Behaviour::Raw(503, "text/plain".into(), b"busy".to_vec())
+            } else if rng.next().is_multiple_of(100) {
+                tally.failing_ticks += 1;
                 Behaviour::Errcode(-1, "system error".into())
             } else {
                 Behaviour::Normal
-            });
-            fake.set_probe_default(if in_outage(now) {
-                outage_reply
-            } else {
-                Behaviour::Normal
-            });
+            };
+            let normal = matches!(reply, Behaviour::Normal);
+            fake.set_default(reply.clone());
+            fake.set_probe_default(reply);
+            let calls_before = fake.token_calls();
             let offset = now as i64 - wall() as i64;
             let status = Command::new(bin)
                 .args(["refresh", "--appid", DEFAULT_APPID, "--api", api])
@@ -150,6 +163,10 @@ fn simulate(bin: &Path, api: &str, days: u64) -> (Tally, usize, usize) {
                 .status()
                 .unwrap();
             tally.runs += 1;
+            let calls = (fake.token_calls() - calls_before) as u64;
+            if normal {
+                tally.answered_calls += calls;
+            }
             fake.set_default(Behaviour::Normal);
             fake.set_probe_default(Behaviour::Normal);
             if status.success() {
@@ -159,14 +176,22 @@ fn simulate(bin: &Path, api: &str, days: u64) -> (Tally, usize, usize) {
                 next_run = now + RETRY;
             }
         }
-        let token = std::fs::read(&out)
+        let file = std::fs::read(&out)
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["access_token"].as_str().map(str::to_string));
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let expires_at = file.as_ref().and_then(|v| v["expires_at"].as_u64());
+        if outage.is_none()
+            && now >= outage_after
+            && expires_at.is_some_and(|e| e <= now + OUTAGE_LEAD)
+        {
+            outage = Some(now);
+        }
+        let token = file.and_then(|v| v["access_token"].as_str().map(str::to_string));
         let ok = token.is_some_and(|t| fake.is_valid(&t));
         tally.samples += 1;
         tally.valid += u64::from(ok);
-        let outage_excused = now >= outage.0 && now < outage.0 + outage.1 + TICK;
+        let outage_excused = outage.is_some_and(|o| now >= o && now < o + OUTAGE + TICK);
+        tally.outage_invalid += u64::from(in_outage(outage, now) && !ok);
         if !outage_excused && now >= excused_until {
             tally.counted += 1;
             tally.counted_valid += u64::from(ok);
@@ -187,22 +212,26 @@ fn main() {
     );
     let days: u64 = args.next().map_or(7, |d| d.parse().expect("DAYS"));
     println!(
-        "| API | days | runs (failed) | token calls / day | probes / day | token accepted, all samples | outside excused windows |"
+        "| API | days | runs (failed) | token calls answered / day | probes / day | token accepted, all samples | outside excused windows | busy ticks (-1) | no valid token during the outage |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for api in ["stable", "legacy"] {
         let (t, calls, probes) = simulate(&bin, api, days);
         let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
         println!(
-            "| {api} | {days} | {} ({}) | {:.1} | {:.1} | {:.3} % | {:.3} % ({} of {}) |",
+            "| {api} | {days} | {} ({}) | {:.1} ({:.1} with refused) | {:.1} | {:.3} % | {:.3} % ({} of {}) | {} | {} s of {} s |",
             t.runs,
             t.failed_runs,
+            t.answered_calls as f64 / days as f64,
             calls as f64 / days as f64,
             probes as f64 / days as f64,
             pct(t.valid, t.samples),
             pct(t.counted_valid, t.counted),
             t.counted_valid,
-            t.counted
+            t.counted,
+            t.failing_ticks,
+            t.outage_invalid * SAMPLE,
+            OUTAGE
         );
     }
 }
