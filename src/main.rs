@@ -1,14 +1,26 @@
+// Entered from the C runtime, without Rust's start-up: src/process.rs does what of it wxtoken
+// needs, in a fraction of the time (a timer tick lives two milliseconds).
+#![no_main]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 use wxtoken::cli::{Cli, Command};
 
-fn main() -> ExitCode {
+#[unsafe(no_mangle)]
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    wxtoken::process::start();
+    // SAFETY: argc and argv as the C runtime passes them to main.
+    let args = unsafe { wxtoken::process::args(argc, argv) };
+    wxtoken::process::finish(run(args))
+}
+
+fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     // clap prints usage errors itself and exits 2 (EX_USAGE would be 64; 2 is what every
     // clap/getopt tool uses, and the README documents it).
     let mut cmd = Cli::command();
     let mut matches = cmd
-        .try_get_matches_from_mut(std::env::args_os())
+        .try_get_matches_from_mut(args)
         .unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
     // A one-shot process: the parser's tree (every subcommand's arguments) is freed by the exit,

@@ -64,3 +64,39 @@ fn an_errmsg_with_a_newline_cannot_forge_a_log_line() {
         forged[0]
     );
 }
+
+/// Started with stdout and stderr closed (a careless cron line, `>&-`), a run must not let a file
+/// it opens take descriptor 1 or 2: its log lines would be written into that file.
+#[test]
+fn closed_stdout_and_stderr_never_receive_a_file() {
+    use std::os::unix::process::CommandExt;
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let mut cmd = site.refresh(&fake).env("RUST_LOG", "debug").command();
+    // SAFETY: close(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let token: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&site.out).unwrap()).expect("token file is JSON");
+    assert!(token["access_token"].is_string());
+    let dir = site.state_dir();
+    let state = std::fs::read(dir.join(".wxtoken-state.json")).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&state).expect("state file is JSON");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+            assert!(
+                !text.contains("info: ") && !text.contains("debug: "),
+                "{path:?}: {text}"
+            );
+        }
+    }
+}

@@ -226,6 +226,16 @@ fn a_closed_pipe_is_not_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+    // Nor a death by SIGPIPE: the monitoring system still gets the plugin's exit status. (The
+    // child starts with SIGPIPE at its default, as from a shell.)
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(BIN)
+        .args(["status", "--out", site.out.to_str().unwrap()])
+        .stdout(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
 /// A fallback in use shows in `status --json` as `last_base`, also after later runs that found
