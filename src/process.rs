@@ -1,7 +1,7 @@
 //! The process's start and end, as Rust's runtime would do them: `src/main.rs` is entered by the C
 //! runtime directly (`#![no_main]`). Rust's own start-up, on Linux, also reads `/proc/self/maps`
 //! (glibc's `pthread_getattr_np`, to place a stack guard) and sets up signal handlers and an
-//! alternate stack for a stack-overflow message: 13 % of a timer tick's wall time and 114,000
+//! alternate stack for a stack-overflow message: 13 % of a timer tick's wall time and 109,000
 //! instructions (docs/PERFORMANCE.md) for a process that lives two milliseconds. What of it wxtoken
 //! needs is here.
 
