@@ -65,8 +65,11 @@ h() { # name, hyperfine args...: runs the benchmark, keeps its JSON as $dir/NAME
 }
 # cat and the fresh tick are a millisecond or two each, close enough for a change in the machine's
 # load to decide the ratio: they run in alternating rounds (order swapped every round), and the
-# ratio is the median of the rounds' ratios of medians; the table pools the rounds' runs.
-rounds=${ROUNDS:-5}
+# ratio is the median of the rounds' ratios of medians; the table pools the rounds' runs. The
+# order matters here (whichever runs second in a round tends to look faster): an even number of
+# rounds weighs both orders alike.
+rounds=${ROUNDS:-8}
+[ $((rounds % 2)) = 0 ] || { echo "ROUNDS must be even" >&2; exit 2; }
 for r in $(seq 1 "$rounds"); do
     pair=("cat $WXTOKEN_OUT" "$bin refresh")
     [ $((r % 2)) = 1 ] || pair=("$bin refresh" "cat $WXTOKEN_OUT")
