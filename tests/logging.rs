@@ -99,4 +99,9 @@ fn closed_stdout_and_stderr_never_receive_a_file() {
             );
         }
     }
+    common::fault(
+        "process",
+        "started with stdout and stderr closed (a cron line's >&- 2>&-), RUST_LOG=debug",
+        "exit 0; token and state files valid JSON, no log line in any file of the directory",
+    );
 }

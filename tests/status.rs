@@ -236,6 +236,11 @@ fn a_closed_pipe_is_not_a_panic() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
+    common::fault(
+        "process",
+        "`status` writing into a pipe whose reader has gone (SIGPIPE at its default)",
+        "no panic, no message, the plugin's exit status (0) kept: no death by SIGPIPE",
+    );
 }
 
 /// A fallback in use shows in `status --json` as `last_base`, also after later runs that found
