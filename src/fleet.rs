@@ -597,8 +597,8 @@ impl Fleet {
     }
 
     /// Waits (within --max-time) for the lock `lock` or for the key `name` to change from `seen`.
-    /// Some(value now) when it changed (someone else published), None when the lock is this
-    /// run's (its value in `held`), after re-reading the key under it.
+    /// Some(value now) when it changed (someone else published; the lock is not held), None when
+    /// the lock is this run's (its value in `held`), after re-reading the key under it.
     pub fn lock_or_change(
         &mut self,
         lock: &str,
@@ -610,7 +610,15 @@ impl Fleet {
             if let Some(value) = self.try_lock(lock)? {
                 *held = Some(value);
                 let now = self.get(name)?;
-                return Ok((now.as_deref() != seen).then_some(now));
+                if now.as_deref() == seen {
+                    return Ok(None);
+                }
+                // Published between this run's read and its lock: nothing to fetch, and the
+                // lock must not linger until it expires (other hosts would wait on it).
+                if let Some(value) = held.take() {
+                    self.unlock(lock, &value);
+                }
+                return Ok(Some(now));
             }
             if self.deadline.remaining() < POLL * 2 {
                 let who = self.get(lock).ok().flatten();

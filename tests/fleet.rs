@@ -1030,3 +1030,57 @@ fn a_revoked_stable_token_costs_the_fleet_one_force_refresh() {
         assert_eq!(file_token(site).as_deref(), Some(new.as_str()));
     }
 }
+
+/// A run that read the fleet's token, then took the lock only after another host had published
+/// a new one, has nothing to fetch: it must release the lock at once, not leave it to expire with
+/// its --max-time (every host needing a refresh meanwhile would wait on it, and the run itself,
+/// deciding again, would wait on its own lock). Found as a rare failure of
+/// `three_hosts_twenty_runs_each_at_once_make_one_fetch` once runs got faster.
+#[test]
+fn a_lock_taken_after_the_token_changed_is_released_at_once() {
+    use clap::Parser;
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let cli = wxtoken::cli::Cli::try_parse_from([
+        "wxtoken",
+        "refresh",
+        "--appid",
+        DEFAULT_APPID,
+        "--api",
+        "legacy",
+        "--redis",
+        &url,
+    ])
+    .unwrap();
+    let wxtoken::cli::Command::Refresh(args) = cli.command else {
+        unreachable!()
+    };
+    let fc = wxtoken::fleet::FleetConfig::from_args(&args, DEFAULT_APPID, DEFAULT_SECRET, None)
+        .unwrap()
+        .unwrap();
+    let deadline = wxtoken::deadline::Deadline::after(Duration::from_secs(5));
+    let mut fleet = wxtoken::fleet::Fleet::connect(&fc, &deadline).unwrap();
+    // This run saw no token; another host publishes one before the run takes the lock.
+    let key = |name: &str| format!("wxtoken:{DEFAULT_APPID}:legacy:{name}");
+    redis::cmd("SET")
+        .arg(key("token"))
+        .arg("published meanwhile")
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+    let mut held = None;
+    let news = fleet
+        .lock_or_change("lock", "token", None, &mut held)
+        .unwrap();
+    assert_eq!(news, Some(Some("published meanwhile".to_string())));
+    assert_eq!(held, None, "reported as held");
+    assert_eq!(redis.get(&key("lock")), None, "the lock lingers");
+    // With the key as the run saw it, the lock is the run's, and stays until it lets it go.
+    let news = fleet
+        .lock_or_change("lock", "token", Some("published meanwhile"), &mut held)
+        .unwrap();
+    assert_eq!(news, None);
+    let value = held.expect("held");
+    assert_eq!(redis.get(&key("lock")).as_deref(), Some(value.as_str()));
+    fleet.unlock("lock", &value);
+    assert_eq!(redis.get(&key("lock")), None);
+}
