@@ -446,9 +446,9 @@ impl Run<'_> {
             },
         };
         // A timer tick that finds everything as the last run left it changes nothing worth a
-        // write: two fsyncs and a rename on every tick were most of the no-op path's cost
-        // (docs/PERFORMANCE.md). Its outcome still reaches the metrics (rendered from memory);
-        // the file's `last_run.at` is refreshed at least every OUTCOME_HEARTBEAT.
+        // write: two fsyncs and a rename on every tick are milliseconds on a real disk. Its
+        // outcome still reaches the metrics (rendered from memory); the file's `last_run.at` is
+        // refreshed at least every OUTCOME_HEARTBEAT.
         let quiet = !self.dirty
             && outcome.result != "failed"
             && self.st.last_run.as_ref().is_some_and(|last| {
