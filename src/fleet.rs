@@ -841,6 +841,18 @@ impl Run<'_> {
         }
     }
 
+    /// The fleet's stored token `raw`, now what this run decides from (`seen`): Some when it is
+    /// one this account would serve and believable under the current clock.
+    fn take_fleet_token(&mut self, raw: Option<String>, now: u64) -> Option<Current> {
+        let cfg = self.cfg;
+        let fleet = self.fleet.as_mut().expect("fleet mode");
+        let token = raw
+            .as_deref()
+            .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
+        fleet.seen = raw;
+        token.and_then(|t| self.assess(t, now))
+    }
+
     /// A follower whose token needs replacing watches the fleet's token until a leader publishes
     /// one it may keep, or this run's time is up (None).
     fn wait_for_leader(&mut self, why: &str) -> Result<Option<Current>> {
@@ -860,11 +872,7 @@ impl Run<'_> {
                 continue;
             }
             let now = unix_now();
-            let token = raw
-                .as_deref()
-                .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
-            fleet.seen = raw;
-            let Some(cur) = token.and_then(|t| self.assess(t, now)) else {
+            let Some(cur) = self.take_fleet_token(raw, now) else {
                 continue;
             };
             if !matches!(
@@ -965,11 +973,7 @@ impl Run<'_> {
             };
             // The fleet moved on while this run waited: decide again on its token.
             let now = unix_now();
-            let token = raw
-                .as_deref()
-                .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
-            fleet.seen = raw;
-            let Some(cur) = token.and_then(|t| self.assess(t, now)) else {
+            let Some(cur) = self.take_fleet_token(raw, now) else {
                 continue;
             };
             info!(
