@@ -18,7 +18,6 @@ pub mod hooks;
 pub mod hookspec;
 pub mod logging;
 pub mod metrics;
-pub mod process;
 pub mod refresh;
 pub mod report;
 pub mod sdk;

@@ -1,31 +1,13 @@
-// Entered from the C runtime, without Rust's start-up: src/process.rs does what of it wxtoken
-// needs, in a fraction of the time (a timer tick lives two milliseconds).
-#![no_main]
+//! `wxtoken`: parses the command line, runs the subcommand, and maps its result to an exit status.
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::Parser;
 use wxtoken::cli::{Cli, Command};
 
-#[unsafe(no_mangle)]
-extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
-    wxtoken::process::start();
-    // SAFETY: argc and argv as the C runtime passes them to main.
-    let args = unsafe { wxtoken::process::args(argc, argv) };
-    wxtoken::process::finish(run(args))
-}
-
-fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
-    // clap prints usage errors itself and exits 2 (EX_USAGE would be 64; 2 is what every
-    // clap/getopt tool uses, and the README documents it).
-    let mut cmd = Cli::command();
-    let mut matches = cmd
-        .try_get_matches_from_mut(args)
-        .unwrap_or_else(|e| e.exit());
-    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
-    // A one-shot process: the parser's tree (every subcommand's arguments) is freed by the exit,
-    // not node by node (5 % of the no-op tick's instructions).
-    std::mem::forget((cmd, matches));
+fn main() -> ExitCode {
+    // A usage error is printed by clap and exits 2, as every clap/getopt tool does.
+    let cli = Cli::parse();
     wxtoken::logging::init();
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::refresh::run(args),
@@ -34,10 +16,12 @@ fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Check(args) => wxtoken::check::run(args),
     };
     match result {
-        // Each subcommand picks its own success statuses: refresh 0; status 0 fresh, 1 not.
+        // Each subcommand chooses its own success statuses: refresh 0; status 0 fresh, 1 to 3
+        // for the monitoring states; check 0 or 78.
         Ok(code) => code,
-        // 73 / 75 / 78 (sysexits.h): cannot write / try again later / an admin must fix config.
-        // systemd's unit retries 75 and 73, and leaves 78 failed (RestartPreventExitStatus=78).
+        // sysexits.h: 73 cannot create a file, 75 try again later, 78 an admin must fix the
+        // configuration. The units retry 75 and 73 and leave 78 failed
+        // (RestartPreventExitStatus=78).
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(e.kind.exit_code())
