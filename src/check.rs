@@ -13,14 +13,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::atomic::{Pending, check_regular, dir_of};
 use crate::cli::{CheckArgs, RefreshArgs};
 use crate::config::{self, Config};
 use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::logging::{mask, register_token, scrub};
-use crate::state::STATE_NAME;
 use crate::status::name_of;
+use crate::store::atomic::{Pending, check_regular, dir_of};
+use crate::store::run_state::STATE_NAME;
 use crate::store::{self, Format, LOCK_NAME, Store};
 use crate::tickets;
 use crate::trust;

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::config::hooks::Hook;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
-use crate::hookspec::Hook;
 use crate::logging::register_token;
-use crate::state::{PendingHook, RunState};
 use crate::store::TokenFile;
+use crate::store::run_state::{PendingHook, RunState};
 use crate::tickets;
 use crate::vocab::{digest, secs_until, unix_now};
 

@@ -7,7 +7,6 @@
 //! hosts around the decision. Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
 //! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
-pub mod atomic;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -15,13 +14,12 @@ pub mod deadline;
 pub mod error;
 pub mod fleet;
 pub mod hooks;
-pub mod hookspec;
 pub mod logging;
 pub mod metrics;
-pub mod refresh;
+pub mod plan;
 pub mod report;
+pub mod run;
 pub mod sdk;
-pub mod state;
 pub mod status;
 pub mod store;
 pub mod tickets;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     wxtoken::logging::init();
     let result = match &cli.command {
-        Command::Refresh(args) => wxtoken::refresh::run(args),
+        Command::Refresh(args) => wxtoken::run::refresh(args),
         Command::Status(args) => wxtoken::status::run(args),
         Command::ReportStale(args) => wxtoken::report::run(args),
         Command::Check(args) => wxtoken::check::run(args),

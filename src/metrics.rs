@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::atomic::write_atomic;
 use crate::error::Result;
-use crate::state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState};
 use crate::store::TokenFile;
+use crate::store::atomic::write_atomic;
+use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState};
 use crate::vocab::unix_now;
 
 /// Label values are the appid and API name (checked to `[A-Za-z0-9_-]`) and fixed words; the

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::atomic::dir_of;
 use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::state::RunState;
+use crate::store::atomic::dir_of;
+use crate::store::run_state::RunState;
 use crate::store::{Format, read_token_file};
 use crate::tickets;
 use crate::vocab::{digest, implausible, secs_until, unix_now};
@@ -243,7 +243,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
 }
 
 /// The last failure as an admin acts on it: the errcode and WeChat's own words for the fix.
-fn cause(e: &crate::state::Outcome) -> String {
+fn cause(e: &crate::store::run_state::Outcome) -> String {
     let text = e.message.as_str();
     // wechat.rs words errcode failures "WeChat answered errcode N (errmsg) for appid X: FIX".
     let fix = text

@@ -1055,9 +1055,10 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
     let wxtoken::cli::Command::Refresh(args) = cli.command else {
         unreachable!()
     };
-    let fc = wxtoken::fleet::FleetConfig::from_args(&args, DEFAULT_APPID, DEFAULT_SECRET, None)
-        .unwrap()
-        .unwrap();
+    let fc =
+        wxtoken::config::fleet::FleetConfig::from_args(&args, DEFAULT_APPID, DEFAULT_SECRET, None)
+            .unwrap()
+            .unwrap();
     let deadline = wxtoken::deadline::Deadline::after(Duration::from_secs(5));
     let mut fleet = wxtoken::fleet::Fleet::connect(&fc, &deadline).unwrap();
     // This run saw no token; another host publishes one before the run takes the lock.

@@ -1,6 +1,9 @@
 //! One `wxtoken refresh` run: lock, find out what the file's token is really worth, decide,
 //! probe or fetch, publish only what is better; then the tickets.
 
+mod fleet;
+mod sdk_keys;
+
 use std::process::ExitCode;
 
 use log::{debug, error, info, warn};
@@ -11,8 +14,9 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::hooks;
 use crate::logging::{mask, register_token};
-use crate::state::{self, Retiring, RunState};
+use crate::plan::{Current, Plan, Policy, plan};
 use crate::store::TokenFile;
+use crate::store::run_state::{self, Retiring, RunState};
 use crate::tickets::{self, TicketFile};
 use crate::vocab::{
     Api, OVERLAP, TicketType, digest, implausible, secs_until, unix_now, unix_now_ms,
@@ -22,110 +26,6 @@ use crate::wechat::{Client, Context, Probe, Purpose};
 /// At most one probe per this many seconds on behalf of app reports: a flood of reports (even of
 /// the current token) costs one probe per interval, never a fetch without a probe.
 pub const REPORT_PROBE_INTERVAL: u64 = 30;
-
-/// The file's token, as far as this run can trust it.
-#[derive(Debug, Clone)]
-pub struct Current {
-    pub file: TokenFile,
-    pub digest: String,
-    /// When it really stops working: the file's `expires_at`, cut short by a recorded fetch that
-    /// retired it or a probe that found it dead.
-    pub effective: u64,
-}
-
-impl Current {
-    pub fn left(&self, now: u64) -> i64 {
-        secs_until(self.effective, now)
-    }
-}
-
-/// What the flags ask of this run.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    pub margin: u64,
-    pub force: bool,
-    pub force_new: bool,
-    pub probe_every: u64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Plan {
-    Fresh {
-        left: i64,
-    },
-    /// Ask WeChat whether the token still works; `reported`: an app said it does not.
-    Probe {
-        why: String,
-        reported: bool,
-    },
-    /// `rotate`: the old token must die (force_refresh with the stable API).
-    Fetch {
-        why: String,
-        rotate: bool,
-    },
-}
-
-/// The decision, from what the file holds (already checked for plausibility and account), the run
-/// state, the requests apps left, and when this run started (ms, before waiting for the lock).
-pub fn plan(
-    policy: Policy,
-    current: Option<&Current>,
-    st: &RunState,
-    reports: &[String],
-    started_ms: u64,
-    now: u64,
-) -> Plan {
-    let Some(cur) = current else {
-        return Plan::Fetch {
-            why: "no usable token file".into(),
-            rotate: false,
-        };
-    };
-    let left = cur.left(now);
-    if left <= policy.margin as i64 {
-        let why = if st.dead.as_deref() == Some(cur.digest.as_str()) {
-            "WeChat rejected the token in the file".to_string()
-        } else if left <= 0 {
-            "the token in the file has expired".to_string()
-        } else {
-            format!("{left} s left, within the margin of {} s", policy.margin)
-        };
-        return Plan::Fetch { why, rotate: false };
-    }
-    // A run that queued behind another run's refresh takes its result: N runs started together
-    // with --force make one upstream call.
-    let refreshed_since_start =
-        st.refreshed_ms >= started_ms && st.token_expires_at == cur.file.expires_at;
-    if (policy.force || policy.force_new) && !refreshed_since_start {
-        let flag = if policy.force_new {
-            "--force-new"
-        } else {
-            "--force"
-        };
-        return Plan::Fetch {
-            why: format!("{flag} ({left} s were left)"),
-            rotate: policy.force_new,
-        };
-    }
-    let reported =
-        reports.contains(&cur.digest) || st.pending_report.as_deref() == Some(cur.digest.as_str());
-    if reported {
-        return Plan::Probe {
-            why: "an app reported that WeChat rejected it".into(),
-            reported: true,
-        };
-    }
-    let checked_ago = st
-        .probed_ago(now)
-        .min(now.saturating_sub(cur.file.refreshed_at));
-    if policy.probe_every > 0 && checked_ago >= policy.probe_every {
-        return Plan::Probe {
-            why: format!("last checked {checked_ago} s ago"),
-            reported: false,
-        };
-    }
-    Plan::Fresh { left }
-}
 
 /// Why WeChat would have killed a token early, in words an admin can act on.
 fn likely_cause(api: Api) -> &'static str {
@@ -142,7 +42,7 @@ fn likely_cause(api: Api) -> &'static str {
     }
 }
 
-pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
+pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
     // Before the lock: a run that waits for another's refresh must see that refresh as "after
     // it started".
     let started_ms = unix_now_ms();
@@ -152,11 +52,11 @@ pub fn run(args: &RefreshArgs) -> Result<ExitCode> {
     let lock = store.lock(&deadline)?;
     let mut names = store.names();
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
-    names.push(state::STATE_NAME.to_string());
+    names.push(run_state::STATE_NAME.to_string());
     lock.remove_stale_temps(&names);
 
     let dir = store.dir().to_path_buf();
-    let requests = state::ensure_requests_dir(&dir, store.gid);
+    let requests = run_state::ensure_requests_dir(&dir, store.gid);
     let mut st = RunState::load(&dir);
     let now = unix_now();
     let file = store.read_state();
@@ -267,7 +167,9 @@ impl Run<'_> {
         let run = self;
         let cfg = run.cfg;
         let store = &cfg.store;
-        let (consumed, mut reports) = requests.map(state::consume_requests).unwrap_or_default();
+        let (consumed, mut reports) = requests
+            .map(run_state::consume_requests)
+            .unwrap_or_default();
         if consumed > 0 {
             run.st.reports_consumed += consumed;
             run.st.last_report_at = now;
@@ -408,7 +310,7 @@ impl Run<'_> {
         // after the token's and the tickets' own (it stays pending in the run state `record` saves).
         let delivered = hooks::deliver(cfg, &mut run.st, &token, &run.deadline);
         // The same, into the SDKs' own keys in the fleet's Redis (--publish).
-        let published = crate::sdk::deliver(cfg, run.fleet.as_mut(), &token);
+        let published = sdk_keys::deliver(cfg, run.fleet.as_mut(), &token);
         outcome?;
         if let Some(e) = run.deferred.take() {
             return Err(e);
@@ -429,13 +331,13 @@ impl Run<'_> {
             last.and_then(|o| o.base.clone())
         });
         let outcome = match result {
-            Ok(_) => state::Outcome {
+            Ok(_) => run_state::Outcome {
                 at: unix_now(),
                 result: if self.fetched { "refreshed" } else { "fresh" }.into(),
                 base,
-                ..state::Outcome::default()
+                ..run_state::Outcome::default()
             },
-            Err(e) => state::Outcome {
+            Err(e) => run_state::Outcome {
                 at: unix_now(),
                 result: "failed".into(),
                 exit: e.kind.exit_code(),
@@ -454,7 +356,7 @@ impl Run<'_> {
             && self.st.last_run.as_ref().is_some_and(|last| {
                 last.at <= outcome.at
                     && outcome.at - last.at < OUTCOME_HEARTBEAT
-                    && state::Outcome {
+                    && run_state::Outcome {
                         at: last.at,
                         ..outcome.clone()
                     } == *last
@@ -849,156 +751,5 @@ impl Run<'_> {
         let ctx = context(cfg);
         let client = self.client();
         tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: u64 = 1_000_000;
-
-    fn cur(expires_at: u64, refreshed_at: u64) -> Current {
-        Current {
-            file: TokenFile {
-                access_token: "t".into(),
-                expires_in: 7200,
-                expires_at,
-                expire_time: expires_at,
-                refreshed_at,
-                appid: "wxa".into(),
-                api: "stable".into(),
-            },
-            digest: digest("t"),
-            effective: expires_at,
-        }
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            margin: 300,
-            force: false,
-            force_new: false,
-            probe_every: 300,
-        }
-    }
-
-    fn fetches(p: &Plan) -> bool {
-        matches!(p, Plan::Fetch { .. })
-    }
-
-    #[test]
-    fn margin_and_expiry() {
-        let st = RunState::default();
-        let p = |c: Option<&Current>| plan(policy(), c, &st, &[], NOW, NOW);
-        assert!(fetches(&p(None)));
-        assert_eq!(p(Some(&cur(NOW + 301, NOW))), Plan::Fresh { left: 301 });
-        assert!(fetches(&p(Some(&cur(NOW + 300, NOW)))));
-        assert!(fetches(&p(Some(&cur(NOW - 5, NOW - 7205)))));
-    }
-
-    #[test]
-    fn force_yields_to_a_refresh_made_while_waiting() {
-        let force = Policy {
-            force: true,
-            ..policy()
-        };
-        let ms = NOW * 1000;
-        // Refreshed before this run started: fetch.
-        let st = RunState {
-            refreshed_ms: ms - 1,
-            token_expires_at: NOW + 7000,
-            ..RunState::default()
-        };
-        assert!(fetches(&plan(
-            force,
-            Some(&cur(NOW + 7000, NOW)),
-            &st,
-            &[],
-            ms,
-            NOW
-        )));
-        // Refreshed by the run this one queued behind: take it.
-        let st = RunState {
-            refreshed_ms: ms + 1,
-            ..st
-        };
-        assert!(!fetches(&plan(
-            force,
-            Some(&cur(NOW + 7000, NOW)),
-            &st,
-            &[],
-            ms,
-            NOW + 2
-        )));
-        let new = Policy {
-            force_new: true,
-            ..policy()
-        };
-        assert_eq!(
-            plan(
-                new,
-                Some(&cur(NOW + 5000, NOW - 100)),
-                &st,
-                &[],
-                ms + 2,
-                NOW
-            ),
-            Plan::Fetch {
-                why: "--force-new (5000 s were left)".into(),
-                rotate: true
-            }
-        );
-    }
-
-    #[test]
-    fn reports_and_periodic_probes() {
-        let c = cur(NOW + 5000, NOW - 100);
-        let st = RunState {
-            last_probe_at: NOW - 10,
-            ..RunState::default()
-        };
-        // A report of an older token changes nothing.
-        let old = vec![digest("older")];
-        assert!(matches!(
-            plan(policy(), Some(&c), &st, &old, NOW, NOW),
-            Plan::Fresh { .. }
-        ));
-        let this = vec![c.digest.clone()];
-        assert!(matches!(
-            plan(policy(), Some(&c), &st, &this, NOW, NOW),
-            Plan::Probe { reported: true, .. }
-        ));
-        // Periodic: due once the last probe (or the refresh) is probe_every old.
-        let st = RunState {
-            last_probe_at: NOW - 300,
-            ..RunState::default()
-        };
-        let c = cur(NOW + 5000, NOW - 1000);
-        assert!(matches!(
-            plan(policy(), Some(&c), &st, &[], NOW, NOW),
-            Plan::Probe {
-                reported: false,
-                ..
-            }
-        ));
-        let off = Policy {
-            probe_every: 0,
-            ..policy()
-        };
-        assert!(matches!(
-            plan(off, Some(&c), &st, &[], NOW, NOW),
-            Plan::Fresh { .. }
-        ));
-        // A probe time from a clock that ran ahead does not postpone probes forever.
-        let st = RunState {
-            last_probe_at: NOW + 100_000,
-            ..RunState::default()
-        };
-        let fresh_file = cur(NOW + 5000, NOW - 1000);
-        assert!(matches!(
-            plan(policy(), Some(&fresh_file), &st, &[], NOW, NOW),
-            Plan::Probe { .. }
-        ));
     }
 }

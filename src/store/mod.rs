@@ -4,6 +4,10 @@
 //! complete file or the new complete file, because a file is only ever replaced by `rename(2)` of a
 //! fully written, fsynced temp file in the same directory.
 
+pub mod atomic;
+pub mod run_state;
+pub mod ticket_file;
+
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -13,11 +17,11 @@ use clap::ValueEnum;
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{
-    Found, Pending, check_regular, dir_of, not_regular, read_capped, write_atomic,
-};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::store::atomic::{
+    Found, Pending, check_regular, dir_of, not_regular, read_capped, write_atomic,
+};
 use crate::vocab::{Api, is_appid, printable, secs_until, validate_token};
 
 /// The JSON contract (the state wxtoken decides from). Field order is the file's order.
@@ -182,7 +186,7 @@ impl Lock {
     }
 }
 
-/// `.NAME.XXXXXX.tmp`, exactly as [`crate::atomic::Pending`] names its temp files.
+/// `.NAME.XXXXXX.tmp`, exactly as [`crate::store::atomic::Pending`] names its temp files.
 fn is_temp_of(entry: &str, name: &str) -> bool {
     entry
         .strip_prefix('.')

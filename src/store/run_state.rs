@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use log::warn;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{Found, read_capped, write_atomic};
 use crate::error::Result;
+use crate::store::atomic::{Found, read_capped, write_atomic};
 use crate::vocab::secs_until;
 
 pub const STATE_NAME: &str = ".wxtoken-state.json";

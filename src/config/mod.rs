@@ -1,6 +1,9 @@
 //! Turns the command line into a checked configuration. Everything an admin can get wrong is
 //! found here, before the lock is taken or WeChat is called, and reported as a config error (78).
 
+pub mod fleet;
+pub mod hooks;
+
 use std::fs::{self, Metadata};
 use std::io::Read;
 use std::net::IpAddr;
@@ -14,8 +17,8 @@ use ureq::http::Uri;
 use ureq::tls::{Certificate, PemItem};
 
 use crate::cli::RefreshArgs;
+use crate::config::hooks::Hook;
 use crate::error::{Error, Result};
-use crate::hookspec::Hook;
 use crate::store::Store;
 use crate::vocab::{Api, TicketType, is_appid, printable};
 
@@ -60,7 +63,7 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     pub metrics: Option<std::path::PathBuf>,
     /// Fleet mode (--redis): None for a host on its own.
-    pub fleet: Option<crate::fleet::FleetConfig>,
+    pub fleet: Option<crate::config::fleet::FleetConfig>,
 }
 
 impl Config {
@@ -75,7 +78,8 @@ impl Config {
             }
             None => (Vec::new(), None),
         };
-        let fleet = crate::fleet::FleetConfig::from_args(args, &appid, &secret, ca_pem.as_deref())?;
+        let fleet =
+            crate::config::fleet::FleetConfig::from_args(args, &appid, &secret, ca_pem.as_deref())?;
         let gid = match args.group.as_deref() {
             Some(g) => {
                 let gid = resolve_group(g)?;
@@ -108,7 +112,7 @@ impl Config {
             ca_certs,
             store,
             tickets,
-            hooks: crate::hookspec::parse(&args.on_change)?,
+            hooks: crate::config::hooks::parse(&args.on_change)?,
             metrics: args.metrics.clone(),
             fleet,
         })

@@ -1,0 +1,113 @@
+//! A JS-SDK ticket file (`TYPE_ticket.json` beside the token file): its format, its path, and the
+//! one parser that reads it back.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use log::warn;
+use serde::{Deserialize, Serialize};
+
+use crate::store::atomic::{Found, read_capped};
+use crate::vocab::{TicketType, is_appid, validate_token};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketFile {
+    pub ticket: String,
+    /// Lifetime WeChat announced at the last fetch.
+    pub expires_in: u64,
+    /// Unix seconds; for a ticket WeChat handed out again unchanged, the earliest expiry known.
+    pub expires_at: u64,
+    /// Same as `expires_at`, the name JS-SDK sample code checks (as in the token file).
+    #[serde(default)]
+    pub expire_time: u64,
+    pub refreshed_at: u64,
+    #[serde(rename = "type")]
+    pub ticket_type: String,
+    pub appid: String,
+}
+
+impl TicketFile {
+    pub fn render(&self) -> Vec<u8> {
+        let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
+        s.push('\n');
+        s.into_bytes()
+    }
+}
+
+pub fn path_for(dir: &Path, ty: TicketType) -> PathBuf {
+    dir.join(ty.file_name())
+}
+
+pub fn read(path: &Path) -> Option<TicketFile> {
+    let bytes = match read_capped(path) {
+        Ok(Found::Bytes(b)) => b,
+        Ok(Found::Missing) => return None,
+        Ok(Found::TooLarge(why)) => {
+            warn!("{why}; replacing it");
+            return None;
+        }
+        // A special file: refused (73) when the run prepares to write, before any fetch.
+        Err(e) => {
+            warn!("{e}");
+            return None;
+        }
+    };
+    let parsed = parse(&bytes);
+    if parsed.is_none() {
+        warn!(
+            "{} is not a wxtoken ticket file; replacing it",
+            path.display()
+        );
+    }
+    parsed
+}
+
+/// A ticket file's content as wxtoken wrote it, or None. The one parser of ticket files (the
+/// fuzz target `ticket_file` checks its invariants).
+/// Its appid and type must be ones wxtoken writes: both are printed, in errors among others.
+pub fn parse(bytes: &[u8]) -> Option<TicketFile> {
+    let t = serde_json::from_slice::<TicketFile>(bytes).ok()?;
+    let known_type = TicketType::value_variants()
+        .iter()
+        .any(|ty| ty.name() == t.ticket_type);
+    (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(TicketFile {
+        expire_time: t.expires_at,
+        ..t
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> TicketFile {
+        TicketFile {
+            ticket: "bxLdik-RX".into(),
+            expires_in: 7200,
+            expires_at: 1_007_000,
+            expire_time: 1_007_000,
+            refreshed_at: 999_800,
+            ticket_type: "jsapi".into(),
+            appid: "wxa".into(),
+        }
+    }
+
+    #[test]
+    fn only_what_wxtoken_writes_is_read_back() {
+        assert_eq!(parse(&file().render()), Some(file()));
+        // Found by the fuzz target ticket_file: the appid and type are printed in errors.
+        for (appid, ty) in [
+            ("wx\nx", "jsapi"),
+            ("wx'x", "jsapi"),
+            ("wxa", "foo"),
+            ("wxa", ""),
+        ] {
+            let t = TicketFile {
+                appid: appid.into(),
+                ticket_type: ty.into(),
+                ..file()
+            };
+            assert_eq!(parse(&t.render()), None, "{appid:?} {ty:?}");
+        }
+    }
+}
