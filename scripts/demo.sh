@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== cargo is compiling wxtoken and the fake WeChat API (about 2 minutes on 2 cores, the first time)…"
 cargo build --quiet --bin wxtoken --example fake-wechat
 target=${CARGO_TARGET_DIR:-target}
 wxtoken=$target/debug/wxtoken
 
-dir=$(mktemp -d /tmp/wxtoken-demo.XXXXXX)
+# The scratch directory holds the (demo) secret: the EXIT trap removes it on every way out (bash
+# runs it after Ctrl-C and SIGTERM too).
+dir=$(mktemp -d "${TMPDIR:-/tmp}/wxtoken-demo.XXXXXX")
 fake_pid=
 trap '[ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null; rm -rf "$dir"' EXIT
 

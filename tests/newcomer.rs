@@ -110,26 +110,32 @@ fn the_readmes_by_hand_block_runs_as_pasted() {
         "the block failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    // What `cat` showed is the token file the refresh wrote.
-    let file: serde_json::Value = serde_json::from_str(stdout.trim())
+    // What `cat` showed (after the block's progress lines) is the token file the refresh wrote.
+    let json = stdout
+        .find("\n{")
+        .map(|i| &stdout[i + 1..])
+        .unwrap_or_else(|| panic!("no token file in stdout:\n{stdout}\n{stderr}"));
+    let file: serde_json::Value = serde_json::from_str(json.trim())
         .unwrap_or_else(|e| panic!("stdout is not the token file ({e}):\n{stdout}\n{stderr}"));
     assert_eq!(file["appid"], common::DEFAULT_APPID);
     assert!(file["access_token"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(stderr.contains("refreshed"), "{stderr}");
+    // The newcomer is told what takes two minutes the first time.
+    assert!(stdout.contains("cargo is compiling"), "{stdout}");
     // The fake ran on a port of its choosing, and the block stopped it.
-    let dirs: Vec<_> = std::fs::read_dir(tmp.path())
+    let addr = stdout
+        .lines()
+        .find_map(|l| l.split("listens on http://").nth(1))
+        .unwrap_or_else(|| panic!("no URL of the fake in:\n{stdout}"))
+        .trim()
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    // The scratch directory held the secret: nothing of it is left in the temp directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(dirs.len(), 1, "one scratch directory: {dirs:?}");
-    let fake_out = std::fs::read_to_string(dirs[0].join("fake")).unwrap();
-    let addr = fake_out
-        .split_whitespace()
-        .last()
-        .and_then(|u| u.strip_prefix("http://"))
-        .unwrap_or_else(|| panic!("no URL in {fake_out:?}"))
-        .to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(left.is_empty(), "the block left {left:?} behind");
     assert!(!leftovers, "the block left a process running");
     assert!(
         std::net::TcpStream::connect(&addr).is_err(),
