@@ -341,28 +341,19 @@ impl Fleet {
     }
 
     /// Waits (within --max-time) for the lock `lock` or for the key `name` to change from `seen`.
-    /// Some(value now) when it changed (someone else published; the lock is not held), None when
-    /// the lock is this run's (its value in `held`), after re-reading the key under it.
-    pub fn lock_or_change(
-        &mut self,
-        lock: &str,
-        name: &str,
-        seen: Option<&str>,
-        held: &mut Option<String>,
-    ) -> Result<Option<Option<String>>> {
+    /// The lock is this run's only when the key, re-read under it, still holds `seen`.
+    pub fn lock_or_change(&mut self, lock: &str, name: &str, seen: Option<&str>) -> Result<Turn> {
         loop {
             if let Some(value) = self.try_lock(lock)? {
-                *held = Some(value);
-                let now = self.get(name)?;
-                if now.as_deref() == seen {
-                    return Ok(None);
+                let now = self.get(name);
+                if now.as_ref().is_ok_and(|now| now.as_deref() == seen) {
+                    return Ok(Turn::Ours(value));
                 }
-                // Published between this run's read and its lock: nothing to fetch, and the
-                // lock must not linger until it expires (other hosts would wait on it).
-                if let Some(value) = held.take() {
-                    self.unlock(lock, &value);
-                }
-                return Ok(Some(now));
+                // Published between this run's read and its lock (or unreadable): nothing to
+                // fetch, and the lock must not linger until it expires (other hosts would wait
+                // on it).
+                self.unlock(lock, &value);
+                return now.map(Turn::Changed);
             }
             if self.deadline.remaining() < POLL * 2 {
                 let who = self.get(lock).ok().flatten();
@@ -377,10 +368,18 @@ impl Fleet {
             self.deadline.sleep(POLL);
             let now = self.get(name)?;
             if now.as_deref() != seen {
-                return Ok(Some(now));
+                return Ok(Turn::Changed(now));
             }
         }
     }
+}
+
+/// How a wait for the fleet's lock ended.
+pub enum Turn {
+    /// The lock is this run's: the value that releases it.
+    Ours(String),
+    /// Another host published meanwhile: the key's value now (the lock is not held).
+    Changed(Option<String>),
 }
 
 /// What one command may take: the Redis timeout or what is left of the run, whichever is less.

@@ -6,7 +6,7 @@ use crate::store::run_state::RunState;
 use crate::vocab::secs_until;
 
 /// The file's token, as far as this run can trust it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
     pub file: TokenFile,
     pub digest: String,
@@ -30,28 +30,39 @@ pub struct Policy {
     pub probe_every: u64,
 }
 
+/// What to do with the file's token. A plan holds the token it is about: a fresh or probed
+/// token always exists, a fetch may replace one or none.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
     Fresh {
+        cur: Current,
         left: i64,
     },
     /// Ask WeChat whether the token still works; `reported`: an app said it does not.
     Probe {
+        cur: Current,
         why: String,
         reported: bool,
     },
     /// `rotate`: the old token must die (force_refresh with the stable API).
     Fetch {
+        current: Option<Current>,
         why: String,
         rotate: bool,
     },
+}
+
+impl Plan {
+    pub fn fetches(&self) -> bool {
+        matches!(self, Plan::Fetch { .. })
+    }
 }
 
 /// The decision, from what the file holds (already checked for plausibility and account), the run
 /// state, the requests apps left, and when this run started (ms, before waiting for the lock).
 pub fn plan(
     policy: Policy,
-    current: Option<&Current>,
+    current: Option<Current>,
     st: &RunState,
     reports: &[String],
     started_ms: u64,
@@ -59,6 +70,7 @@ pub fn plan(
 ) -> Plan {
     let Some(cur) = current else {
         return Plan::Fetch {
+            current: None,
             why: "no usable token file".into(),
             rotate: false,
         };
@@ -72,7 +84,11 @@ pub fn plan(
         } else {
             format!("{left} s left, within the margin of {} s", policy.margin)
         };
-        return Plan::Fetch { why, rotate: false };
+        return Plan::Fetch {
+            current: Some(cur),
+            why,
+            rotate: false,
+        };
     }
     // A run that queued behind another run's refresh takes its result: N runs started together
     // with --force make one upstream call.
@@ -85,6 +101,7 @@ pub fn plan(
             "--force"
         };
         return Plan::Fetch {
+            current: Some(cur),
             why: format!("{flag} ({left} s were left)"),
             rotate: policy.force_new,
         };
@@ -93,6 +110,7 @@ pub fn plan(
         reports.contains(&cur.digest) || st.pending_report.as_deref() == Some(cur.digest.as_str());
     if reported {
         return Plan::Probe {
+            cur,
             why: "an app reported that WeChat rejected it".into(),
             reported: true,
         };
@@ -102,11 +120,12 @@ pub fn plan(
         .min(now.saturating_sub(cur.file.refreshed_at));
     if policy.probe_every > 0 && checked_ago >= policy.probe_every {
         return Plan::Probe {
+            cur,
             why: format!("last checked {checked_ago} s ago"),
             reported: false,
         };
     }
-    Plan::Fresh { left }
+    Plan::Fresh { cur, left }
 }
 
 #[cfg(test)]
@@ -142,17 +161,20 @@ mod tests {
     }
 
     fn fetches(p: &Plan) -> bool {
-        matches!(p, Plan::Fetch { .. })
+        p.fetches()
     }
 
     #[test]
     fn margin_and_expiry() {
         let st = RunState::default();
-        let p = |c: Option<&Current>| plan(policy(), c, &st, &[], NOW, NOW);
+        let p = |c: Option<Current>| plan(policy(), c, &st, &[], NOW, NOW);
         assert!(fetches(&p(None)));
-        assert_eq!(p(Some(&cur(NOW + 301, NOW))), Plan::Fresh { left: 301 });
-        assert!(fetches(&p(Some(&cur(NOW + 300, NOW)))));
-        assert!(fetches(&p(Some(&cur(NOW - 5, NOW - 7205)))));
+        assert!(matches!(
+            p(Some(cur(NOW + 301, NOW))),
+            Plan::Fresh { left: 301, .. }
+        ));
+        assert!(fetches(&p(Some(cur(NOW + 300, NOW)))));
+        assert!(fetches(&p(Some(cur(NOW - 5, NOW - 7205)))));
     }
 
     #[test]
@@ -170,7 +192,7 @@ mod tests {
         };
         assert!(fetches(&plan(
             force,
-            Some(&cur(NOW + 7000, NOW)),
+            Some(cur(NOW + 7000, NOW)),
             &st,
             &[],
             ms,
@@ -183,7 +205,7 @@ mod tests {
         };
         assert!(!fetches(&plan(
             force,
-            Some(&cur(NOW + 7000, NOW)),
+            Some(cur(NOW + 7000, NOW)),
             &st,
             &[],
             ms,
@@ -194,15 +216,9 @@ mod tests {
             ..policy()
         };
         assert_eq!(
-            plan(
-                new,
-                Some(&cur(NOW + 5000, NOW - 100)),
-                &st,
-                &[],
-                ms + 2,
-                NOW
-            ),
+            plan(new, Some(cur(NOW + 5000, NOW - 100)), &st, &[], ms + 2, NOW),
             Plan::Fetch {
+                current: Some(cur(NOW + 5000, NOW - 100)),
                 why: "--force-new (5000 s were left)".into(),
                 rotate: true
             }
@@ -219,12 +235,12 @@ mod tests {
         // A report of an older token changes nothing.
         let old = vec![digest("older")];
         assert!(matches!(
-            plan(policy(), Some(&c), &st, &old, NOW, NOW),
+            plan(policy(), Some(c.clone()), &st, &old, NOW, NOW),
             Plan::Fresh { .. }
         ));
         let this = vec![c.digest.clone()];
         assert!(matches!(
-            plan(policy(), Some(&c), &st, &this, NOW, NOW),
+            plan(policy(), Some(c.clone()), &st, &this, NOW, NOW),
             Plan::Probe { reported: true, .. }
         ));
         // Periodic: due once the last probe (or the refresh) is probe_every old.
@@ -234,7 +250,7 @@ mod tests {
         };
         let c = cur(NOW + 5000, NOW - 1000);
         assert!(matches!(
-            plan(policy(), Some(&c), &st, &[], NOW, NOW),
+            plan(policy(), Some(c.clone()), &st, &[], NOW, NOW),
             Plan::Probe {
                 reported: false,
                 ..
@@ -245,7 +261,7 @@ mod tests {
             ..policy()
         };
         assert!(matches!(
-            plan(off, Some(&c), &st, &[], NOW, NOW),
+            plan(off, Some(c.clone()), &st, &[], NOW, NOW),
             Plan::Fresh { .. }
         ));
         // A probe time from a clock that ran ahead does not postpone probes forever.
@@ -255,7 +271,7 @@ mod tests {
         };
         let fresh_file = cur(NOW + 5000, NOW - 1000);
         assert!(matches!(
-            plan(policy(), Some(&fresh_file), &st, &[], NOW, NOW),
+            plan(policy(), Some(fresh_file.clone()), &st, &[], NOW, NOW),
             Plan::Probe { .. }
         ));
     }

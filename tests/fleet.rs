@@ -1060,7 +1060,8 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
             .unwrap()
             .unwrap();
     let deadline = wxtoken::deadline::Deadline::after(Duration::from_secs(5));
-    let mut fleet = wxtoken::fleet::Fleet::connect(&fc, &deadline).unwrap();
+    use wxtoken::fleet::{Fleet, Turn};
+    let mut fleet = Fleet::connect(&fc, &deadline).unwrap();
     // This run saw no token; another host publishes one before the run takes the lock.
     let key = |name: &str| format!("wxtoken:{DEFAULT_APPID}:legacy:{name}");
     redis::cmd("SET")
@@ -1068,19 +1069,19 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
         .arg("published meanwhile")
         .query::<()>(&mut redis.try_conn().unwrap())
         .unwrap();
-    let mut held = None;
-    let news = fleet
-        .lock_or_change("lock", "token", None, &mut held)
-        .unwrap();
-    assert_eq!(news, Some(Some("published meanwhile".to_string())));
-    assert_eq!(held, None, "reported as held");
+    let news = fleet.lock_or_change("lock", "token", None).unwrap();
+    assert!(
+        matches!(&news, Turn::Changed(Some(v)) if v == "published meanwhile"),
+        "reported as held"
+    );
     assert_eq!(redis.get(&key("lock")), None, "the lock lingers");
     // With the key as the run saw it, the lock is the run's, and stays until it lets it go.
     let news = fleet
-        .lock_or_change("lock", "token", Some("published meanwhile"), &mut held)
+        .lock_or_change("lock", "token", Some("published meanwhile"))
         .unwrap();
-    assert_eq!(news, None);
-    let value = held.expect("held");
+    let Turn::Ours(value) = news else {
+        panic!("not held")
+    };
     assert_eq!(redis.get(&key("lock")).as_deref(), Some(value.as_str()));
     fleet.unlock("lock", &value);
     assert_eq!(redis.get(&key("lock")), None);

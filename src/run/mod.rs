@@ -1,34 +1,33 @@
 //! One `wxtoken refresh` run: lock, find out what the file's token is really worth, decide,
 //! probe or fetch, publish only what is better; then the tickets.
 
-mod fleet;
-mod sdk_keys;
+mod deliver;
+mod obtain;
 
 use std::process::ExitCode;
 
 use log::{debug, error, info, warn};
 
+use self::deliver::{Delivery, Sink};
+use self::obtain::{Obtained, Source};
 use crate::cli::RefreshArgs;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
-use crate::hooks;
-use crate::logging::{mask, register_token};
+use crate::logging::register_token;
 use crate::plan::{Current, Plan, Policy, plan};
 use crate::store::TokenFile;
-use crate::store::run_state::{self, Retiring, RunState};
-use crate::tickets::{self, TicketFile};
-use crate::vocab::{
-    Api, OVERLAP, TicketType, digest, implausible, secs_until, unix_now, unix_now_ms,
-};
-use crate::wechat::{Client, Context, Probe, Purpose};
+use crate::store::run_state::{self, RunState};
+use crate::tickets;
+use crate::vocab::{Api, digest, implausible, secs_until, unix_now, unix_now_ms};
+use crate::wechat::{Context, Purpose};
 
 /// At most one probe per this many seconds on behalf of app reports: a flood of reports (even of
 /// the current token) costs one probe per interval, never a fetch without a probe.
-pub const REPORT_PROBE_INTERVAL: u64 = 30;
+pub(crate) const REPORT_PROBE_INTERVAL: u64 = 30;
 
 /// Why WeChat would have killed a token early, in words an admin can act on.
-fn likely_cause(api: Api) -> &'static str {
+pub(crate) fn likely_cause(api: Api) -> &'static str {
     match api {
         Api::Legacy => {
             "another program probably fetched a token for this appid with the legacy API (each \
@@ -64,15 +63,23 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
     let mut run = Run {
         cfg: &cfg,
         deadline,
-        client: None,
         st,
         dirty: false,
         fetched: false,
         base: None,
-        fleet: None,
-        deferred: None,
     };
-    let result = run.execute(file, requests.as_deref(), started_ms, now);
+    let mut source = obtain::for_config(&cfg);
+    let mut sinks = deliver::for_config(&cfg);
+    let result = execute(
+        &mut run,
+        source.as_mut(),
+        &mut sinks,
+        file,
+        requests.as_deref(),
+        started_ms,
+        now,
+    );
+    drop((source, sinks));
     run.record(&result);
     if let Some(path) = &cfg.metrics {
         run.write_metrics(path);
@@ -123,7 +130,7 @@ fn claim_directory(
     Ok(())
 }
 
-fn context(cfg: &Config) -> Context<'_> {
+pub(crate) fn context(cfg: &Config) -> Context<'_> {
     Context {
         appid: &cfg.appid,
         api: cfg.api,
@@ -135,193 +142,206 @@ fn context(cfg: &Config) -> Context<'_> {
 /// How stale the state file's record of the last run may grow while nothing else changes.
 const OUTCOME_HEARTBEAT: u64 = 600;
 
-/// What one run carries between its steps.
-pub(crate) struct Run<'a> {
-    pub(crate) cfg: &'a Config,
-    pub(crate) deadline: Deadline,
-    /// Built on first use: a run that finds everything fresh never loads the trust store.
-    client: Option<Client>,
-    pub(crate) st: RunState,
+/// What one run carries between its steps, whatever the source: the settings, the time left, and
+/// the run state it keeps true at every step.
+pub struct Run<'a> {
+    cfg: &'a Config,
+    deadline: Deadline,
+    st: RunState,
     /// The state changed and must be saved.
-    pub(crate) dirty: bool,
+    dirty: bool,
     /// A token was fetched and published by this run.
     fetched: bool,
     /// The base URL that answered this run's token fetch.
     base: Option<String>,
-    /// Fleet mode: the connection to the fleet's Redis (None when alone, or Redis is down).
-    pub(crate) fleet: Option<crate::fleet::Fleet>,
-    /// A failure that decides the exit status once the run has done what it still could (Redis
-    /// unreachable, a publish to Redis that failed).
-    pub(crate) deferred: Option<Error>,
+}
+
+/// Lock → read → decide → obtain → deliver: everything after the directory is claimed.
+///
+/// The exit status: the token's own outcome first (a fetch that failed, or a token with no more
+/// than the margin left), then the source's deferred failure (Redis unreachable, a publish to
+/// Redis that failed), then a ticket's, then the sinks' in their order. Each later step still
+/// runs after an earlier failure that left a valid token in the files.
+fn execute(
+    run: &mut Run,
+    source: &mut dyn Source,
+    sinks: &mut [Box<dyn Sink + '_>],
+    mut file: Option<TokenFile>,
+    requests: Option<&std::path::Path>,
+    started_ms: u64,
+    now: u64,
+) -> Result<ExitCode> {
+    let cfg = run.cfg;
+    let (consumed, mut reports) = requests
+        .map(run_state::consume_requests)
+        .unwrap_or_default();
+    if consumed > 0 {
+        run.st.reports_consumed += consumed;
+        run.st.last_report_at = now;
+        run.dirty = true;
+    }
+    source.sync(run, &mut file, &mut reports, now)?;
+    let current = file.and_then(|f| run.assess(f, now));
+    if consumed > 0 {
+        let matching = current
+            .as_ref()
+            .is_some_and(|c| reports.contains(&c.digest));
+        if !matching {
+            info!("{consumed} report(s) named no token the file holds now: nothing to do");
+        }
+    }
+    // Decide.
+    let mut decision = plan(run.policy(), current, &run.st, &reports, started_ms, now);
+    decision = source.admit(run, decision, now)?;
+    if let Plan::Probe { cur, why, reported } = decision {
+        decision = source.probe(run, cur, &why, reported, now);
+    }
+    // Obtain.
+    let got = match decision {
+        Plan::Fresh { cur, left } => run.keep(cur, left)?,
+        Plan::Fetch {
+            current,
+            why,
+            rotate,
+        } => source.token(run, current, &why, rotate)?,
+        Plan::Probe { cur, .. } => {
+            // A source answers a probe with Fresh or Fetch; one that could not probe keeps.
+            let left = cur.left(now);
+            run.keep(cur, left)?
+        }
+    };
+    run.save_state()?;
+    let Obtained {
+        mut token,
+        mut outcome,
+        mut fetched,
+    } = got;
+
+    // Tickets only ever use a token that was validated and published above. A ticket failure
+    // never undoes the token write: it is logged and decides the exit status if the token's own
+    // outcome was fine.
+    let mut ticket_error: Option<Error> = None;
+    for &ty in &cfg.tickets {
+        let path = tickets::path_for(cfg.store.dir(), ty);
+        let current_ticket = source.ticket_sync(run, ty, &path, tickets::read(&path), unix_now());
+        let Some(why) = tickets::needs_fetch(
+            &path,
+            current_ticket.as_ref(),
+            &cfg.appid,
+            cfg.margin,
+            unix_now(),
+        )?
+        else {
+            debug!("{} ticket still fresh", ty.name());
+            continue;
+        };
+        debug!("{} ticket: {why}", ty.name());
+        let mut result = source.ticket(run, ty, &token.access_token, current_ticket.as_ref());
+        if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
+            // WeChat's advice: refresh passively when an API reports the token invalid (another
+            // program fetched one for this appid, or WeChat revoked it early). Once per run.
+            if let Err(e) = &result {
+                warn!(
+                    "{e}; {}; refreshing the token and trying again",
+                    likely_cause(cfg.api)
+                );
+            }
+            let dead = Current {
+                digest: digest(&token.access_token),
+                effective: now,
+                file: token.clone(),
+            };
+            run.st.dead = Some(dead.digest.clone());
+            run.dirty = true;
+            let again =
+                source.token(run, Some(dead), "WeChat rejected the current token", false)?;
+            (token, outcome) = (again.token, again.outcome);
+            fetched = true;
+            run.save_state()?;
+            result = source.ticket(run, ty, &token.access_token, current_ticket.as_ref());
+        }
+        if let Err(e) = result {
+            error!("{} ticket not refreshed: {e}", ty.name());
+            ticket_error.get_or_insert(e);
+        }
+    }
+
+    // Deliver: every sink gets the token the run ends with, after every file above is written,
+    // still under the lock. A sink never undoes a write.
+    let delivery = Delivery {
+        token: &token,
+        fetched,
+    };
+    let mut sink_error: Option<Error> = None;
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.deliver(run, source.redis(), &delivery) {
+            sink_error.get_or_insert(e);
+        }
+    }
+    outcome?;
+    if let Some(e) = source.deferred() {
+        return Err(e);
+    }
+    if let Some(e) = ticket_error {
+        return Err(Error {
+            message: format!("the token is fine, but a ticket failed: {}", e.message),
+            ..e
+        });
+    }
+    sink_error.map_or(Ok(ExitCode::SUCCESS), Err)
 }
 
 impl Run<'_> {
-    /// Everything after the directory is claimed: reports, the decision, the fetch, tickets.
-    fn execute(
-        &mut self,
-        mut file: Option<TokenFile>,
-        requests: Option<&std::path::Path>,
-        started_ms: u64,
-        now: u64,
-    ) -> Result<ExitCode> {
-        let run = self;
-        let cfg = run.cfg;
-        let store = &cfg.store;
-        let (consumed, mut reports) = requests
-            .map(run_state::consume_requests)
-            .unwrap_or_default();
-        if consumed > 0 {
-            run.st.reports_consumed += consumed;
-            run.st.last_report_at = now;
-            run.dirty = true;
+    /// The flags' policy.
+    fn policy(&self) -> Policy {
+        Policy {
+            margin: self.cfg.margin,
+            force: self.cfg.force,
+            force_new: self.cfg.force_new,
+            probe_every: self.cfg.probe_every,
         }
-        // Fleet mode: the fleet's token (from Redis) becomes this host's, before any decision.
-        run.fleet_sync(&mut file, &mut reports, now)?;
-        let mut current = file.and_then(|f| run.assess(f, now));
-        if consumed > 0 {
-            let matching = current
-                .as_ref()
-                .is_some_and(|c| reports.contains(&c.digest));
-            if !matching {
-                info!("{consumed} report(s) named no token the file holds now: nothing to do");
-            }
-        }
-        let policy = Policy {
-            margin: cfg.margin,
-            force: cfg.force,
-            force_new: cfg.force_new,
-            probe_every: cfg.probe_every,
-        };
-        let mut decision = plan(policy, current.as_ref(), &run.st, &reports, started_ms, now);
-        if !run.may_call_wechat() {
-            (decision, current) = run.hold(decision, current, now)?;
-        }
-        if let Plan::Probe { why, reported } = &decision {
-            let cur = current.as_ref().expect("a probe implies a token");
-            let probes = run.st.probes;
-            decision = run.probe(cur, why, *reported, now);
-            if run.st.probes != probes {
-                run.fleet_probed(cur);
-            }
-        }
-        let (mut token, mut outcome, mut fetched) = match decision {
-            Plan::Fresh { left } => {
-                let mut cur = current.expect("fresh implies a token");
-                register_token(&cur.file.access_token);
-                if cur.effective < cur.file.expires_at {
-                    // A recorded fetch retired it: readers must not be told more than the truth.
-                    cur.file.expires_at = cur.effective;
-                    cur.file.expire_time = cur.effective;
-                }
-                if run.st.token_expires_at != cur.effective {
-                    // The owner's claim on the directory lasts as long as its token (a state file
-                    // lost or written by an older wxtoken learns it here, not at the next fetch).
-                    run.st.token_expires_at = cur.effective;
-                    run.dirty = true;
-                }
-                // Outputs added to the configuration since the last refresh, or deleted by hand,
-                // are rendered from the state without calling WeChat.
-                for path in store.publish(&cur.file)? {
-                    info!("wrote {} from the current token", path.display());
-                }
-                info!(
-                    "still fresh, {left} s left ({} {}, {})",
-                    cfg.appid,
-                    cfg.api.name(),
-                    store.state.display()
-                );
-                (cur.file, Ok(()), false)
-            }
-            Plan::Fetch { why, rotate } if run.fleet.is_some() => {
-                run.fleet_refresh(current, &why, rotate, policy)?
-            }
-            Plan::Fetch { why, rotate } => {
-                let (t, o) = run.refresh_token(current.as_ref(), &why, rotate)?;
-                (t, o, true)
-            }
-            Plan::Probe { .. } => unreachable!("resolved above"),
-        };
-        run.save_state()?;
+    }
 
-        // Tickets only ever use a token that was validated and published above. A ticket failure
-        // never undoes the token write: it is logged and decides the exit status if the token's
-        // own outcome was fine.
-        let mut ticket_error: Option<Error> = None;
-        for &ty in &cfg.tickets {
-            let path = tickets::path_for(store.dir(), ty);
-            let mut current_ticket = tickets::read(&path);
-            if run.fleet.is_some() {
-                current_ticket = run.fleet_ticket_sync(ty, &path, current_ticket, unix_now());
-            }
-            let Some(why) = tickets::needs_fetch(
-                &path,
-                current_ticket.as_ref(),
-                &cfg.appid,
-                cfg.margin,
-                unix_now(),
-            )?
-            else {
-                debug!("{} ticket still fresh", ty.name());
-                continue;
-            };
-            if !run.may_call_wechat() {
-                run.deferred.get_or_insert(Error::temp(format!(
-                    "the {} ticket needs a fetch ({why}), which this host does not make \
-                     (--follower, or Redis unreachable): a host of the fleet that may does",
-                    ty.name()
-                )));
-                continue;
-            }
-            debug!("fetching the {} ticket: {why}", ty.name());
-            let mut result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
-            if matches!(&result, Err(e) if e.kind == Kind::TokenRejected) && !fetched {
-                // WeChat's advice: refresh passively when an API reports the token invalid (another
-                // program fetched one for this appid, or WeChat revoked it early). Once per run.
-                warn!(
-                    "{}; {}; refreshing the token and trying again",
-                    result.as_ref().unwrap_err(),
-                    likely_cause(cfg.api)
-                );
-                let dead = Current {
-                    digest: digest(&token.access_token),
-                    effective: now,
-                    file: token.clone(),
-                };
-                run.st.dead = Some(dead.digest.clone());
-                run.dirty = true;
-                let why = "WeChat rejected the current token";
-                (token, outcome, _) = if run.fleet.is_some() {
-                    run.fleet_refresh(Some(dead), why, false, policy)?
-                } else {
-                    let (t, o) = run.refresh_token(Some(&dead), why, false)?;
-                    (t, o, true)
-                };
-                fetched = true;
-                run.save_state()?;
-                result = run.any_ticket(ty, &token.access_token, current_ticket.as_ref());
-            }
-            if let Err(e) = result {
-                error!("{} ticket not refreshed: {e}", ty.name());
-                ticket_error.get_or_insert(e);
-            }
+    /// The policy for deciding again on a token another host published: never forced.
+    fn policy_again(&self) -> Policy {
+        Policy {
+            force: false,
+            force_new: false,
+            ..self.policy()
         }
-        // Where else the token goes (--on-change hooks): after every file above is written, still
-        // under the lock. A hook never undoes a write; its failure decides the exit status only
-        // after the token's and the tickets' own (it stays pending in the run state `record` saves).
-        let delivered = hooks::deliver(cfg, &mut run.st, &token, &run.deadline);
-        // The same, into the SDKs' own keys in the fleet's Redis (--publish).
-        let published = sdk_keys::deliver(cfg, run.fleet.as_mut(), &token);
-        outcome?;
-        if let Some(e) = run.deferred.take() {
-            return Err(e);
+    }
+
+    /// The file's token stays: the files are rendered from it (outputs added to the
+    /// configuration since the last refresh, or deleted by hand, come back without a call to
+    /// WeChat), never claiming more than the token is worth.
+    fn keep(&mut self, mut cur: Current, left: i64) -> Result<Obtained> {
+        let cfg = self.cfg;
+        register_token(&cur.file.access_token);
+        if cur.effective < cur.file.expires_at {
+            // A recorded fetch retired it: readers must not be told more than the truth.
+            cur.file.expires_at = cur.effective;
+            cur.file.expire_time = cur.effective;
         }
-        if let Some(e) = ticket_error {
-            return Err(Error {
-                message: format!("the token is fine, but a ticket failed: {}", e.message),
-                ..e
-            });
+        if self.st.token_expires_at != cur.effective {
+            // The owner's claim on the directory lasts as long as its token (a state file lost or
+            // written by an older wxtoken learns it here, not at the next fetch).
+            self.st.token_expires_at = cur.effective;
+            self.dirty = true;
         }
-        delivered.and(published).map(|()| ExitCode::SUCCESS)
+        for path in cfg.store.publish(&cur.file)? {
+            info!("wrote {} from the current token", path.display());
+        }
+        info!(
+            "still fresh, {left} s left ({} {}, {})",
+            cfg.appid,
+            cfg.api.name(),
+            cfg.store.state.display()
+        );
+        Ok(Obtained {
+            token: cur.file,
+            outcome: Ok(()),
+            fetched: false,
+        })
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
@@ -396,11 +416,6 @@ impl Run<'_> {
         }
     }
 
-    fn client(&mut self) -> &Client {
-        let cfg = self.cfg;
-        self.client.get_or_insert_with(|| Client::new(cfg))
-    }
-
     pub(crate) fn save_state(&mut self) -> Result<()> {
         if self.dirty {
             let store = &self.cfg.store;
@@ -445,311 +460,5 @@ impl Run<'_> {
             digest,
             effective,
         })
-    }
-
-    /// Asks WeChat about the file's token; turns a Probe plan into Fresh or Fetch.
-    fn probe(&mut self, cur: &Current, why: &str, reported: bool, now: u64) -> Plan {
-        let left = cur.left(now);
-        let probed_ago = self.st.probed_ago(now);
-        if reported && probed_ago < REPORT_PROBE_INTERVAL {
-            // Rate limit: remember it, the next run (a minute at most) probes.
-            if self.st.pending_report.as_deref() != Some(cur.digest.as_str()) {
-                self.st.pending_report = Some(cur.digest.clone());
-                self.dirty = true;
-            }
-            info!(
-                "an app reported {} as rejected; probed {probed_ago} s ago, so the next run \
-                 checks it",
-                mask(&cur.file.access_token)
-            );
-            return Plan::Fresh { left };
-        }
-        if !self.st.probe_allowed(now) {
-            self.dirty = true;
-            warn!(
-                "not checking the token with WeChat ({why}): {} probes in the last 24 h, the most \
-                 wxtoken makes (get_api_domain_ip has a daily quota of its own)",
-                self.st.probes_today
-            );
-            if reported {
-                self.st.pending_report = Some(cur.digest.clone());
-            }
-            return Plan::Fresh { left };
-        }
-        register_token(&cur.file.access_token);
-        let deadline = self.deadline;
-        let ctx = context(self.cfg);
-        let result = self.client().probe(&ctx, &cur.file.access_token, &deadline);
-        self.st.record_probe(now);
-        self.dirty = true;
-        match result {
-            Probe::Alive => {
-                self.st.last_probe = "alive".into();
-                self.st.pending_report = None;
-                if reported {
-                    info!(
-                        "an app reported {} as rejected, but WeChat accepts it (probe): kept",
-                        mask(&cur.file.access_token)
-                    );
-                } else {
-                    debug!("probe ({why}): WeChat accepts the token");
-                }
-                Plan::Fresh { left }
-            }
-            Probe::Dead { errcode, errmsg } => {
-                self.st.last_probe = "dead".into();
-                self.st.dead = Some(cur.digest.clone());
-                self.st.pending_report = None;
-                warn!(
-                    "WeChat rejects the token in the file ({}, errcode {errcode}: {errmsg}) with \
-                     {left} s left on paper: {}; fetching a new one",
-                    mask(&cur.file.access_token),
-                    likely_cause(self.cfg.api)
-                );
-                Plan::Fetch {
-                    why: format!("WeChat rejected the token (errcode {errcode})"),
-                    rotate: false,
-                }
-            }
-            Probe::Unknown(e) => {
-                self.st.last_probe = format!("unknown: {e}");
-                warn!("could not check the token with WeChat ({why}): {e}; keeping it");
-                Plan::Fresh { left }
-            }
-        }
-    }
-
-    /// Reserves a force_refresh within WeChat's budget (waiting out the 30 s gap if the run's
-    /// time allows) and records it before the call is made.
-    fn reserve_force(&mut self) -> Result<()> {
-        let now = unix_now();
-        let wait = self.st.force_allowed(now).map_err(|why| {
-            Error::temp(format!(
-                "force_refresh not sent for appid {}: {why}",
-                self.cfg.appid
-            ))
-        })?;
-        if wait > 0 {
-            if std::time::Duration::from_secs(wait + 1) > self.deadline.remaining() {
-                return Err(Error::temp(format!(
-                    "force_refresh not sent for appid {}: WeChat wants 30 s between two, the last \
-                     was {} s ago and --max-time leaves too little to wait; the next run will",
-                    self.cfg.appid,
-                    30 - wait
-                )));
-            }
-            info!("waiting {wait} s: WeChat wants 30 s between two force_refresh calls");
-            self.deadline.sleep(std::time::Duration::from_secs(wait));
-        }
-        self.st.record_force(unix_now());
-        self.dirty = true;
-        self.save_state()
-    }
-
-    /// Fetches a token and publishes it unless the file already holds a better one. The inner
-    /// result is Err when the token was written but has no more than the margin left (exit 75,
-    /// but tickets may still use it).
-    pub(crate) fn refresh_token(
-        &mut self,
-        current: Option<&Current>,
-        why: &str,
-        rotate: bool,
-    ) -> Result<(TokenFile, Result<()>)> {
-        debug!("refreshing: {why}");
-        let cfg = self.cfg;
-        let known_dead = current.is_some_and(|c| self.st.dead.as_deref() == Some(&c.digest));
-        // A run that could not write what it fetches must not fetch: with the legacy API the
-        // fetch alone kills the token the file still holds. (The run state is written, and so
-        // proven writable, before the request too.)
-        let extra: Vec<_> = cfg
-            .tickets
-            .iter()
-            .map(|&t| tickets::path_for(cfg.store.dir(), t))
-            .collect();
-        let mut prepared = cfg.store.prepare(&extra)?;
-        let mut force = rotate && cfg.api == Api::Stable;
-        if force {
-            self.reserve_force()?;
-        }
-        let mut now = unix_now();
-        let mut grant = self.fetch(current, force, now)?;
-        if !force
-            && known_dead
-            && cfg.api == Api::Stable
-            && current.is_some_and(|c| c.file.access_token == grant.value)
-        {
-            // Normal mode hands back the token WeChat itself rejects (revoked): only a
-            // force_refresh replaces it.
-            warn!(
-                "the stable API handed back the token WeChat rejects; asking for a new one with \
-                 force_refresh"
-            );
-            self.reserve_force()?;
-            force = true;
-            now = unix_now();
-            grant = self.fetch(current, force, now)?;
-        }
-        register_token(&grant.value);
-        self.base = Some(grant.base.clone());
-        let same = current.is_some_and(|c| c.file.access_token == grant.value);
-        let new_expiry = now.saturating_add(grant.expires_in);
-        if let Some(cur) = current
-            && !same
-            && new_expiry <= self.current_worth(cur, now)
-        {
-            return Err(self.keep_better(cur, grant.expires_in, now));
-        }
-        if same && known_dead {
-            return Err(Error::temp(format!(
-                "WeChat keeps handing out the token it rejects for appid {} and no forced \
-                 rotation is possible now; the next run will try again",
-                cfg.appid
-            )));
-        }
-        let fresh = TokenFile {
-            access_token: grant.value,
-            expires_in: grant.expires_in,
-            expires_at: new_expiry,
-            expire_time: new_expiry,
-            refreshed_at: now,
-            appid: cfg.appid.clone(),
-            api: cfg.api.name().to_string(),
-        };
-        prepared.publish(&fresh)?;
-        self.st.retiring = None;
-        self.st.dead = None;
-        self.st.pending_report = None;
-        self.st.token_expires_at = new_expiry;
-        self.st.refreshed_ms = unix_now_ms();
-        self.dirty = true;
-        self.fetched = true;
-        info!(
-            "refreshed {} for {} ({}), expires in {} s ({why})",
-            mask(&fresh.access_token),
-            cfg.appid,
-            cfg.api.name(),
-            grant.expires_in
-        );
-        let outcome = if grant.expires_in <= cfg.margin {
-            // Written anyway (a short-lived valid token beats none), but exit 0 promises more than
-            // the margin; the stable API hands out a new token only in the last 300 s of the old one.
-            Err(Error::temp(format!(
-                "WeChat returned a token with only {} s left, not more than the margin of {} s; \
-                 the file was updated, the next run will try again",
-                grant.expires_in, cfg.margin
-            )))
-        } else {
-            Ok(())
-        };
-        Ok((fresh, outcome))
-    }
-
-    /// One token request. A request that may retire the file's token is recorded in the state
-    /// first, so that whatever happens next (kill -9, a failed write) later runs know the truth.
-    fn fetch(
-        &mut self,
-        current: Option<&Current>,
-        force: bool,
-        now: u64,
-    ) -> Result<crate::wechat::Grant> {
-        let cfg = self.cfg;
-        let before = self.st.retiring.clone();
-        if let Some(cur) = current
-            && (force || cfg.api.fetch_retires_previous())
-        {
-            let grace = if force { 0 } else { OVERLAP };
-            let at = self
-                .st
-                .retiring
-                .as_ref()
-                .filter(|r| r.digest == cur.digest)
-                .map_or(now, |r| r.at.min(now));
-            self.st.retiring = Some(Retiring {
-                digest: cur.digest.clone(),
-                at,
-                grace: grace.min(before.as_ref().map_or(grace, |r| r.grace)),
-            });
-            self.dirty = true;
-            self.save_state()?;
-        }
-        let deadline = self.deadline;
-        let ctx = context(cfg);
-        self.st.token_fetches += 1;
-        self.dirty = true;
-        let result = self
-            .client()
-            .fetch_token(&ctx, &cfg.secret, force, &deadline);
-        if let Err(e) = &result
-            && e.kind == Kind::Config
-            && self.st.retiring != before
-        {
-            // WeChat answered with an error: no token was issued, the old one was not retired.
-            self.st.retiring = before;
-            self.dirty = true;
-            let _ = self.save_state();
-        }
-        result
-    }
-
-    /// When the file's token stops working, given a fetch just made at `now`.
-    fn current_worth(&self, cur: &Current, now: u64) -> u64 {
-        self.st
-            .effective_expiry(&cur.digest, cur.file.expires_at, now)
-    }
-
-    /// The fetched token is worse than the file's: keep the file (correcting its expiry if the
-    /// fetch cut it short, so readers are not told more than the truth) and say why.
-    fn keep_better(&mut self, cur: &Current, expires_in: u64, now: u64) -> Error {
-        let worth = self.current_worth(cur, now);
-        let mut note = String::new();
-        if worth < cur.file.expires_at {
-            let corrected = TokenFile {
-                expires_at: worth,
-                expire_time: worth,
-                ..cur.file.clone()
-            };
-            match self.cfg.store.publish(&corrected) {
-                Ok(_) => {
-                    self.st.token_expires_at = worth;
-                    self.dirty = true;
-                    note = format!("; its expires_at now says {worth}: this fetch retires it then");
-                }
-                Err(e) => note = format!("; correcting its expiry failed: {e}"),
-            }
-        }
-        Error::temp(format!(
-            "WeChat returned a token for appid {} that expires in {expires_in} s, sooner than the \
-             one in {} ({} s left); kept the file{note}. The next run will try again",
-            self.cfg.appid,
-            self.cfg.store.state.display(),
-            secs_until(worth, now)
-        ))
-    }
-
-    /// One ticket fetch: through the fleet's lock in fleet mode.
-    fn any_ticket(
-        &mut self,
-        ty: TicketType,
-        token: &str,
-        current: Option<&TicketFile>,
-    ) -> Result<()> {
-        if self.fleet.is_some() {
-            self.fleet_ticket(ty, token, current)
-        } else {
-            self.ticket(ty, token, current)
-        }
-    }
-
-    pub(crate) fn ticket(
-        &mut self,
-        ty: TicketType,
-        token: &str,
-        current: Option<&TicketFile>,
-    ) -> Result<()> {
-        let cfg = self.cfg;
-        let deadline = self.deadline;
-        let ctx = context(cfg);
-        let client = self.client();
-        tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }

@@ -27,6 +27,11 @@ pub struct TicketFile {
 }
 
 impl TicketFile {
+    /// One line, as the fleet stores it in Redis.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain struct serializes")
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
         s.push('\n');

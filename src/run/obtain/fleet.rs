@@ -1,48 +1,65 @@
-//! Fleet mode in the run: the fleet's token becomes this host's before the decision, a fetch
-//! happens only under the fleet's lock, and a host that may not fetch holds what it has.
+//! The fleet as a source: the fleet's token becomes this host's before the decision, a fetch
+//! happens only under the fleet's lock in Redis and is published there at once, and a host that
+//! may not fetch (a follower, or Redis unreachable) keeps what it has or waits for one that may.
 
 use std::path::Path;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 
+use crate::config::fleet::FleetConfig;
 use crate::error::{Error, Kind, Result};
-use crate::fleet::{Fleet, POLL, ProbeRecord, believe_ticket, ticket_key};
+use crate::fleet::{Fleet, POLL, ProbeRecord, Turn, believe_ticket, ticket_key};
 use crate::logging::mask;
-use crate::plan::{Current, Plan, Policy, plan};
+use crate::plan::{Current, Plan, plan};
 use crate::store::TokenFile;
 use crate::tickets::{self, TicketFile};
 use crate::vocab::{TicketType, digest, implausible, secs_until, unix_now};
 
-use super::Run;
+use super::wechat::Direct;
+use super::{Obtained, Source};
+use crate::run::Run;
 
-/// A fetched token (or the fleet's), its outcome, and whether this run fetched it.
-type Refreshed = (TokenFile, Result<()>, bool);
+pub struct FleetSource<'a> {
+    fc: &'a FleetConfig,
+    /// None until `sync` connects, and for the whole run when Redis cannot be reached.
+    conn: Option<Fleet>,
+    /// How this host calls WeChat when it is the one that may.
+    direct: Direct,
+    deferred: Option<Error>,
+}
 
-impl Run<'_> {
-    /// False for a follower, and for a host that cannot reach Redis (unless it may fall back).
-    pub(crate) fn may_call_wechat(&self) -> bool {
-        match &self.cfg.fleet {
-            None => true,
-            Some(fc) => !fc.follower && (self.fleet.is_some() || fc.fallback_fetch),
+impl<'a> FleetSource<'a> {
+    pub fn new(fc: &'a FleetConfig) -> Self {
+        FleetSource {
+            fc,
+            conn: None,
+            direct: Direct::default(),
+            deferred: None,
         }
     }
 
-    /// Fleet mode, before any decision: connects, and makes the fleet's token this host's
-    /// (`file`), or offers Redis this host's when it outlives the fleet's (a fetch whose publish
-    /// failed, Redis restarted empty). Merges what other hosts learnt: the last probe, a report.
-    /// Redis down is not an error here: the run goes on without fetching and exits 75.
-    pub(crate) fn fleet_sync(
+    /// False for a follower, and for a host that cannot reach Redis (unless it may fall back).
+    fn may_fetch(&self) -> bool {
+        !self.fc.follower && (self.conn.is_some() || self.fc.fallback_fetch)
+    }
+}
+
+impl Source for FleetSource<'_> {
+    /// Connects, and makes the fleet's token this host's (`file`), or offers Redis this host's
+    /// when it outlives the fleet's (a fetch whose publish failed, Redis restarted empty). Merges
+    /// what other hosts learnt: the last probe, a report. Redis down is not an error here: the
+    /// run goes on without fetching and exits 75.
+    fn sync(
         &mut self,
+        run: &mut Run,
         file: &mut Option<TokenFile>,
         reports: &mut Vec<String>,
         now: u64,
     ) -> Result<()> {
-        let cfg = self.cfg;
-        let Some(fc) = &cfg.fleet else {
-            return Ok(());
-        };
-        let connected = Fleet::connect(fc, &self.deadline).and_then(|mut f| {
+        let cfg = run.cfg;
+        let fc = self.fc;
+        let connected = Fleet::connect(fc, &run.deadline).and_then(|mut f| {
             let view = f.read(&cfg.appid, cfg.api, now)?;
             Ok((f, view))
         });
@@ -65,7 +82,7 @@ impl Run<'_> {
         };
         fleet.seen = view.raw.clone();
         let worth = |t: &TokenFile| {
-            self.st
+            run.st
                 .effective_expiry(&digest(&t.access_token), t.expires_at, now)
         };
         let local = file.as_ref().filter(|t| {
@@ -91,8 +108,8 @@ impl Run<'_> {
                     fleet.shown,
                     secs_until(r.expires_at, now)
                 );
-                self.st.token_expires_at = r.expires_at;
-                self.dirty = true;
+                run.st.token_expires_at = r.expires_at;
+                run.dirty = true;
                 *file = Some(r.clone());
                 None
             }
@@ -107,17 +124,17 @@ impl Run<'_> {
                 && p.digest == d
                 && p.at <= now
             {
-                if p.at > self.st.last_probe_at {
-                    self.st.last_probe_at = p.at;
-                    self.dirty = true;
+                if p.at > run.st.last_probe_at {
+                    run.st.last_probe_at = p.at;
+                    run.dirty = true;
                 }
-                if !p.alive && self.st.dead.as_deref() != Some(d.as_str()) {
+                if !p.alive && run.st.dead.as_deref() != Some(d.as_str()) {
                     warn!(
                         "another host of the fleet found the token dead (probe at {}): replacing it",
                         p.at
                     );
-                    self.st.dead = Some(d.clone());
-                    self.dirty = true;
+                    run.st.dead = Some(d.clone());
+                    run.dirty = true;
                 }
             }
             if view.report.as_deref() == Some(d.as_str()) && !reports.contains(&d) {
@@ -132,39 +149,33 @@ impl Run<'_> {
                 );
             }
         }
-        self.fleet = Some(fleet);
+        self.conn = Some(fleet);
         Ok(())
     }
 
-    /// A run that may not call WeChat (follower, Redis down) keeps what it has: a probe is
-    /// skipped, a fetch becomes "keep the file" while its token is valid, with exit 75. A
-    /// follower first waits (within its --max-time) for a host of the fleet to replace the token:
-    /// with the same margin, the leaders' timer ticks come within a minute.
-    pub(crate) fn hold(
-        &mut self,
-        decision: Plan,
-        current: Option<Current>,
-        now: u64,
-    ) -> Result<(Plan, Option<Current>)> {
-        let why = match decision {
-            Plan::Fetch { why, .. } => why,
-            Plan::Probe { .. } => {
-                let left = current.as_ref().map_or(0, |c| c.left(now));
-                return Ok((Plan::Fresh { left }, current));
+    /// A host that may not call WeChat keeps what it has: a probe is skipped, a fetch becomes
+    /// "keep the file" while its token is valid, with exit 75. A follower first waits (within its
+    /// --max-time) for a host of the fleet to replace the token: with the same margin, the
+    /// leaders' timer ticks come within a minute.
+    fn admit(&mut self, run: &mut Run, decision: Plan, now: u64) -> Result<Plan> {
+        if self.may_fetch() {
+            return Ok(decision);
+        }
+        let (current, why) = match decision {
+            Plan::Fetch { current, why, .. } => (current, why),
+            Plan::Probe { cur, .. } => {
+                let left = cur.left(now);
+                return Ok(Plan::Fresh { cur, left });
             }
-            fresh => return Ok((fresh, current)),
+            fresh @ Plan::Fresh { .. } => return Ok(fresh),
         };
-        let fc = self.cfg.fleet.as_ref().expect("held only in fleet mode");
+        let fc = self.fc;
         if fc.follower
-            && self.fleet.is_some()
-            && let Some(cur) = self.wait_for_leader(&why)?
+            && let Some(conn) = self.conn.as_mut()
+            && let Some(cur) = wait_for_leader(conn, run, &why)?
         {
-            return Ok((
-                Plan::Fresh {
-                    left: cur.left(unix_now()),
-                },
-                Some(cur),
-            ));
+            let left = cur.left(unix_now());
+            return Ok(Plan::Fresh { cur, left });
         }
         let reason = self.deferred.take().unwrap_or_else(|| {
             Error::temp(format!(
@@ -176,134 +187,90 @@ impl Run<'_> {
         });
         let now = unix_now();
         match current.filter(|c| c.left(now) > 0) {
-            Some(c) => {
+            Some(cur) => {
                 self.deferred = Some(reason);
-                Ok((Plan::Fresh { left: c.left(now) }, Some(c)))
+                let left = cur.left(now);
+                Ok(Plan::Fresh { cur, left })
             }
             None => Err(Error::temp(format!(
                 "{}; {} holds no valid token ({why})",
                 reason.message,
-                self.cfg.store.state.display()
+                run.cfg.store.state.display()
             ))),
         }
     }
 
-    /// The fleet's stored token `raw`, now what this run decides from (`seen`): Some when it is
-    /// one this account would serve and believable under the current clock.
-    fn take_fleet_token(&mut self, raw: Option<String>, now: u64) -> Option<Current> {
-        let cfg = self.cfg;
-        let fleet = self.fleet.as_mut().expect("fleet mode");
-        let token = raw
-            .as_deref()
-            .and_then(|r| fleet.believe(r, &cfg.appid, cfg.api, now));
-        fleet.seen = raw;
-        token.and_then(|t| self.assess(t, now))
-    }
-
-    /// A follower whose token needs replacing watches the fleet's token until a leader publishes
-    /// one it may keep, or this run's time is up (None).
-    fn wait_for_leader(&mut self, why: &str) -> Result<Option<Current>> {
-        let cfg = self.cfg;
-        let policy = Policy {
-            margin: cfg.margin,
-            force: false,
-            force_new: false,
-            probe_every: cfg.probe_every,
-        };
-        info!("the fleet's token needs replacing ({why}): waiting for a host that fetches");
-        while self.deadline.remaining() > Duration::from_secs(1) {
-            self.deadline.sleep(POLL * 5);
-            let fleet = self.fleet.as_mut().expect("fleet mode");
-            let raw = fleet.get("token")?;
-            if raw == fleet.seen {
-                continue;
-            }
-            let now = unix_now();
-            let Some(cur) = self.take_fleet_token(raw, now) else {
-                continue;
-            };
-            if !matches!(
-                plan(policy, Some(&cur), &self.st, &[], 0, now),
-                Plan::Fetch { .. }
-            ) {
-                info!(
-                    "took {} from the fleet, {} s left",
-                    mask(&cur.file.access_token),
-                    cur.left(now)
-                );
-                self.st.token_expires_at = cur.file.expires_at;
-                self.dirty = true;
-                return Ok(Some(cur));
-            }
+    /// The verdict goes to the fleet (periodic probes are then made once for all hosts; a dead
+    /// token is replaced by whoever runs next).
+    fn probe(&mut self, run: &mut Run, cur: Current, why: &str, reported: bool, now: u64) -> Plan {
+        let probes = run.st.probes;
+        let digest = cur.digest.clone();
+        let effective = cur.effective;
+        let decision = self.direct.probe(run, cur, why, reported, now);
+        if run.st.probes == probes {
+            return decision;
         }
-        Ok(None)
-    }
-
-    /// After a probe this run made: the verdict goes to the fleet (periodic probes are then made
-    /// once for all hosts; a dead token is replaced by whoever runs next).
-    pub(crate) fn fleet_probed(&mut self, cur: &Current) {
-        let alive = match self.st.last_probe.as_str() {
+        let alive = match run.st.last_probe.as_str() {
             "alive" => true,
             "dead" => false,
-            _ => return,
+            _ => return decision,
         };
-        let at = self.st.last_probe_at;
-        let Some(fleet) = self.fleet.as_mut() else {
-            return;
-        };
-        let rec = ProbeRecord {
-            digest: cur.digest.clone(),
-            at,
-            alive,
-        };
-        fleet.record_probe(&rec, cur.left(at).max(1) as u64);
-        if alive {
-            fleet.clear_report(&cur.digest);
+        let at = run.st.last_probe_at;
+        if let Some(conn) = self.conn.as_mut() {
+            let rec = ProbeRecord {
+                digest: digest.clone(),
+                at,
+                alive,
+            };
+            conn.record_probe(&rec, secs_until(effective, at).max(1) as u64);
+            if alive {
+                conn.clear_report(&digest);
+            }
         }
+        decision
     }
 
-    /// A fetch in fleet mode: only under the fleet's lock, and only if Redis still holds the
-    /// token this run decided from. A token another host published meanwhile is taken instead
-    /// (and decided on again, once per change). The new token goes to this host's files first,
-    /// then to Redis; a failed publish is reported (75), never followed by a second fetch.
-    pub(crate) fn fleet_refresh(
+    /// Only under the fleet's lock, and only if Redis still holds the token this run decided
+    /// from. A token another host published meanwhile is taken instead (and decided on again,
+    /// once per change). The new token goes to this host's files first, then to Redis before the
+    /// lock is released (a host that takes the lock next must find it there, or it would fetch
+    /// again); a failed publish is reported (75), never followed by a second fetch.
+    fn token(
         &mut self,
+        run: &mut Run,
         mut current: Option<Current>,
         why: &str,
         rotate: bool,
-        policy: Policy,
-    ) -> Result<Refreshed> {
-        let cfg = self.cfg;
+    ) -> Result<Obtained> {
+        let Some(conn) = self.conn.as_mut() else {
+            // Redis unreachable and --redis-fallback-fetch: this host on its own.
+            return self
+                .direct
+                .refresh_token(run, current.as_ref(), why, rotate);
+        };
+        let cfg = run.cfg;
         for _ in 0..3 {
-            let fleet = self.fleet.as_mut().expect("fleet mode");
-            let mut held = None;
-            let seen = fleet.seen.clone();
-            let news = fleet.lock_or_change("lock", "token", seen.as_deref(), &mut held);
-            let raw = match news {
-                Err(e) => {
-                    if let Some(v) = held {
-                        fleet.unlock("lock", &v);
-                    }
-                    return Err(e);
-                }
-                Ok(Some(raw)) => raw,
-                Ok(None) => {
-                    let value = held.expect("Ok(None) means the lock is ours");
+            let seen = conn.seen.clone();
+            let raw = match conn.lock_or_change("lock", "token", seen.as_deref())? {
+                Turn::Changed(raw) => raw,
+                Turn::Ours(value) => {
                     debug!("holding the fleet's lock ({value}): fetching");
-                    let result = self.refresh_token(current.as_ref(), why, rotate);
-                    let fleet = self.fleet.as_mut().expect("fleet mode");
-                    if let Ok((t, _)) = &result {
-                        match fleet.publish(t, unix_now()) {
+                    let result = self
+                        .direct
+                        .refresh_token(run, current.as_ref(), why, rotate);
+                    if let Ok(got) = &result {
+                        let t = &got.token;
+                        match conn.publish(t, unix_now()) {
                             Ok(true) => info!(
                                 "published {} to the fleet (Redis at {})",
                                 mask(&t.access_token),
-                                fleet.shown
+                                conn.shown
                             ),
                             Ok(false) => warn!(
                                 "Redis at {} held another token by the time this run published \
                                  (this run's lock had expired): kept it; the next runs settle \
                                  which one outlives the other",
-                                fleet.shown
+                                conn.shown
                             ),
                             Err(e) => {
                                 self.deferred = Some(Error::temp(format!(
@@ -313,54 +280,56 @@ impl Run<'_> {
                             }
                         }
                     }
-                    let fleet = self.fleet.as_mut().expect("fleet mode");
-                    fleet.unlock("lock", &value);
-                    return result.map(|(t, o)| (t, o, true));
+                    conn.unlock("lock", &value);
+                    return result;
                 }
             };
             // The fleet moved on while this run waited: decide again on its token.
             let now = unix_now();
-            let Some(cur) = self.take_fleet_token(raw, now) else {
+            let Some(cur) = take_fleet_token(conn, run, raw, now) else {
                 continue;
             };
             info!(
                 "another host published {} meanwhile: taking it instead of fetching",
                 mask(&cur.file.access_token)
             );
-            self.st.token_expires_at = cur.file.expires_at;
-            self.dirty = true;
-            let again = Policy {
-                force: false,
-                force_new: false,
-                ..policy
+            run.st.token_expires_at = cur.file.expires_at;
+            run.dirty = true;
+            let cur = match plan(run.policy_again(), Some(cur), &run.st, &[], 0, now) {
+                Plan::Fetch { current: again, .. } => {
+                    current = again;
+                    continue;
+                }
+                Plan::Fresh { cur, .. } | Plan::Probe { cur, .. } => cur,
             };
-            if let Plan::Fetch { .. } = plan(again, Some(&cur), &self.st, &[], 0, now) {
-                current = Some(cur);
-                continue;
-            }
             for path in cfg.store.publish(&cur.file)? {
                 info!("wrote {} from the fleet's token", path.display());
             }
-            return Ok((cur.file, Ok(()), false));
+            return Ok(Obtained {
+                token: cur.file,
+                outcome: Ok(()),
+                fetched: false,
+            });
         }
         Err(Error::temp(
             "the fleet's token kept changing while this run waited; the next run looks again",
         ))
     }
-}
 
-impl Run<'_> {
-    /// Fleet mode: the fleet's ticket of this type goes into this host's file when it outlives
-    /// the file's (or corrects its expiry down). Returns what the file holds afterwards.
-    pub(crate) fn fleet_ticket_sync(
+    /// The fleet's ticket of this type goes into this host's file when it outlives the file's
+    /// (or corrects its expiry down). Returns what the file holds afterwards.
+    fn ticket_sync(
         &mut self,
+        run: &mut Run,
         ty: TicketType,
         path: &Path,
         local: Option<TicketFile>,
         now: u64,
     ) -> Option<TicketFile> {
-        let cfg = self.cfg;
-        let fleet = self.fleet.as_mut()?;
+        let cfg = run.cfg;
+        let Some(fleet) = self.conn.as_mut() else {
+            return local;
+        };
         let raw = match fleet.get(&ticket_key(ty)) {
             Ok(raw) => raw,
             Err(e) => {
@@ -396,16 +365,28 @@ impl Run<'_> {
         }
     }
 
-    /// Fleet mode: a ticket fetch only under the fleet's lock for that ticket, and only if Redis
-    /// holds no fresh one by then (that one is taken instead); the new ticket goes to this host's
-    /// file, then to Redis by compare-and-swap.
-    pub(crate) fn fleet_ticket(
+    /// Only under the fleet's lock for that ticket, and only if Redis holds no fresh one by then
+    /// (that one is taken instead); the new ticket goes to this host's file, then to Redis by
+    /// compare-and-swap.
+    fn ticket(
         &mut self,
+        run: &mut Run,
         ty: TicketType,
         token: &str,
         current: Option<&TicketFile>,
     ) -> Result<()> {
-        let cfg = self.cfg;
+        if !self.may_fetch() {
+            self.deferred.get_or_insert(Error::temp(format!(
+                "the {} ticket needs a fetch, which this host does not make (--follower, or \
+                 Redis unreachable): a host of the fleet that may does",
+                ty.name()
+            )));
+            return Ok(());
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return self.direct.ticket(run, ty, token, current);
+        };
+        let cfg = run.cfg;
         let name = ticket_key(ty);
         let lock = format!("lock:{name}");
         let path = tickets::path_for(cfg.store.dir(), ty);
@@ -428,37 +409,26 @@ impl Run<'_> {
             );
             Ok(true)
         };
-        let fleet = self.fleet.as_mut().expect("fleet mode");
-        let mut seen = fleet.get(&name)?;
+        let mut seen = conn.get(&name)?;
         if taken(&seen)? {
             return Ok(());
         }
         for _ in 0..3 {
-            let fleet = self.fleet.as_mut().expect("fleet mode");
-            let mut held = None;
-            match fleet.lock_or_change(&lock, &name, seen.as_deref(), &mut held) {
-                Err(e) => {
-                    if let Some(v) = held {
-                        fleet.unlock(&lock, &v);
-                    }
-                    return Err(e);
-                }
-                Ok(Some(raw)) => {
+            match conn.lock_or_change(&lock, &name, seen.as_deref())? {
+                Turn::Changed(raw) => {
                     if taken(&raw)? {
                         return Ok(());
                     }
                     seen = raw;
                 }
-                Ok(None) => {
-                    let value = held.expect("Ok(None) means the lock is ours");
-                    let result = self.ticket(ty, token, current);
-                    let fleet = self.fleet.as_mut().expect("fleet mode");
+                Turn::Ours(value) => {
+                    let result = self.direct.ticket(run, ty, token, current);
                     if result.is_ok()
                         && let Some(t) = tickets::read(&path)
                     {
-                        let raw = serde_json::to_string(&t).expect("plain struct serializes");
+                        let raw = t.to_json();
                         let left = secs_until(t.expires_at, unix_now()).max(1) as u64;
-                        match fleet.swap(&name, seen.as_deref(), &raw, left * 1000) {
+                        match conn.swap(&name, seen.as_deref(), &raw, left * 1000) {
                             Ok(true) => debug!("published the {} ticket to the fleet", ty.name()),
                             Ok(false) => warn!(
                                 "Redis held another {} ticket by the time this run published: \
@@ -473,8 +443,7 @@ impl Run<'_> {
                             }
                         }
                     }
-                    let fleet = self.fleet.as_mut().expect("fleet mode");
-                    fleet.unlock(&lock, &value);
+                    conn.unlock(&lock, &value);
                     return result;
                 }
             }
@@ -484,6 +453,60 @@ impl Run<'_> {
             ty.name()
         )))
     }
+
+    fn deferred(&mut self) -> Option<Error> {
+        self.deferred.take()
+    }
+
+    fn redis(&mut self) -> Option<&mut Fleet> {
+        self.conn.as_mut()
+    }
+}
+
+/// The fleet's stored token `raw`, now what this run decides from (`seen`): Some when it is one
+/// this account would serve and believable under the current clock.
+fn take_fleet_token(
+    conn: &mut Fleet,
+    run: &mut Run,
+    raw: Option<String>,
+    now: u64,
+) -> Option<Current> {
+    let cfg = run.cfg;
+    let token = raw
+        .as_deref()
+        .and_then(|r| conn.believe(r, &cfg.appid, cfg.api, now));
+    conn.seen = raw;
+    token.and_then(|t| run.assess(t, now))
+}
+
+/// A follower whose token needs replacing watches the fleet's token until a leader publishes
+/// one it may keep, or this run's time is up (None).
+fn wait_for_leader(conn: &mut Fleet, run: &mut Run, why: &str) -> Result<Option<Current>> {
+    info!("the fleet's token needs replacing ({why}): waiting for a host that fetches");
+    while run.deadline.remaining() > Duration::from_secs(1) {
+        run.deadline.sleep(POLL * 5);
+        let raw = conn.get("token")?;
+        if raw == conn.seen {
+            continue;
+        }
+        let now = unix_now();
+        let Some(cur) = take_fleet_token(conn, run, raw, now) else {
+            continue;
+        };
+        if let Plan::Fresh { cur, .. } | Plan::Probe { cur, .. } =
+            plan(run.policy_again(), Some(cur), &run.st, &[], 0, now)
+        {
+            info!(
+                "took {} from the fleet, {} s left",
+                mask(&cur.file.access_token),
+                cur.left(now)
+            );
+            run.st.token_expires_at = cur.file.expires_at;
+            run.dirty = true;
+            return Ok(Some(cur));
+        }
+    }
+    Ok(None)
 }
 
 /// Offers the fleet this host's token, which outlives the one Redis holds (or Redis holds none):

@@ -1,9 +1,9 @@
-//! `--publish`: the token and tickets this run ends with, written into the SDKs' own keys in the
-//! fleet's Redis.
+//! The `--publish` sink: the token and tickets this run ends with, written into the SDKs' own
+//! keys in the fleet's Redis.
 
 use log::{debug, error, info};
 
-use crate::config::Config;
+use crate::config::fleet::FleetConfig;
 use crate::error::Result;
 use crate::fleet::{Fleet, believe_ticket, ticket_key};
 use crate::sdk::{Entry, Sdk};
@@ -11,14 +11,29 @@ use crate::store::TokenFile;
 use crate::tickets;
 use crate::vocab::unix_now;
 
+use super::{Delivery, Sink};
+use crate::run::Run;
+
 /// Writes every `--publish` format's keys for `token` into the fleet's Redis, where they differ.
 /// Called once per run after the files and the hooks, with the token the run ends with. Only
 /// while Redis holds that same token (checked in the same script that writes): a host whose
 /// token is not the fleet's, or that read it before another host replaced it, writes nothing.
-pub fn deliver(cfg: &Config, fleet: Option<&mut Fleet>, token: &TokenFile) -> Result<()> {
-    let Some(fc) = cfg.fleet.as_ref().filter(|fc| !fc.publish.is_empty()) else {
-        return Ok(());
-    };
+pub struct SdkKeys<'a> {
+    pub fc: &'a FleetConfig,
+}
+
+impl Sink for SdkKeys<'_> {
+    fn deliver(&mut self, run: &mut Run, redis: Option<&mut Fleet>, d: &Delivery) -> Result<()> {
+        deliver(run.cfg, self.fc, redis, d.token)
+    }
+}
+
+fn deliver(
+    cfg: &crate::config::Config,
+    fc: &FleetConfig,
+    fleet: Option<&mut Fleet>,
+    token: &TokenFile,
+) -> Result<()> {
     // Redis down: the run's exit status already says so; the keys are written by the next run.
     let Some(fleet) = fleet else {
         return Ok(());
