@@ -13,6 +13,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::accounts;
 use crate::atomic::{Pending, check_regular, dir_of};
 use crate::cli::{CheckArgs, RefreshArgs};
 use crate::config::{self, Config};
@@ -20,7 +21,6 @@ use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::logging::{mask, register_token, scrub};
 use crate::state::STATE_NAME;
-use crate::status::name_of;
 use crate::store::{self, Format, LOCK_NAME, Store};
 use crate::tickets;
 use crate::trust;
@@ -66,14 +66,14 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     };
     // SAFETY: these calls only read the process's credentials.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let user = config::user_name(euid).unwrap_or_else(|| euid.to_string());
+    let user = accounts::user_or_id(euid);
     r.line(
         "INFO",
         "user",
         format!(
             "checking as user {user} (uid {euid}), group {} (gid {egid}): run this as the \
              service's user to see what it sees",
-            name_of("/etc/group", egid)
+            accounts::group_or_id(egid)
         ),
     );
 
@@ -203,8 +203,8 @@ fn check_secret(r: &mut Report, a: &RefreshArgs) {
             let owner = fs::metadata(&path).map_or(String::new(), |m| {
                 format!(
                     ", {}:{} mode {:04o}",
-                    name_of("/etc/passwd", m.uid()),
-                    name_of("/etc/group", m.gid()),
+                    accounts::user_or_id(m.uid()),
+                    accounts::group_or_id(m.gid()),
                     m.mode() & 0o7777
                 )
             });
@@ -258,7 +258,7 @@ fn check_group(r: &mut Report, a: &RefreshArgs, user: &str, egid: u32) -> Option
             "group",
             format!(
                 "none given: the files get this process's group {} (gid {egid})",
-                name_of("/etc/group", egid)
+                accounts::group_or_id(egid)
             ),
         );
         return None;
@@ -345,8 +345,8 @@ fn check_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
             }
             let owner = format!(
                 "{}:{} mode {:04o}",
-                name_of("/etc/passwd", m.uid()),
-                name_of("/etc/group", m.gid()),
+                accounts::user_or_id(m.uid()),
+                accounts::group_or_id(m.gid()),
                 m.mode() & 0o7777
             );
             let lock = if dir.outputs {
@@ -471,7 +471,7 @@ fn check_file(r: &mut Report, path: &Path, mode: u32, gid: Option<u32>, user: &s
         Ok(pending) => {
             drop(pending);
             let group = gid.map_or(String::new(), |g| {
-                format!(", group {}", name_of("/etc/group", g))
+                format!(", group {}", accounts::group_or_id(g))
             });
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             r.pass(

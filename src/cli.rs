@@ -212,7 +212,7 @@ pub struct RefreshArgs {
           value_parser = parse_mode)]
     pub mode: u32,
 
-    /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
+    /// Group of the written files: a group name or number. Default: the process's group.
     #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
 

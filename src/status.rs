@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use crate::accounts;
 use crate::atomic::dir_of;
 use crate::cli::StatusArgs;
 use crate::error::Result;
@@ -269,29 +270,15 @@ fn unreadable(path: &Path) -> String {
             why,
             "; it (or its directory) is {}:{} mode {:04o}: run this as {} or a member of group {} \
              (usermod -aG {} USER, then log in again)",
-            name_of("/etc/passwd", m.uid()),
-            name_of("/etc/group", m.gid()),
+            accounts::user_or_id(m.uid()),
+            accounts::group_or_id(m.gid()),
             m.mode() & 0o7777,
-            name_of("/etc/passwd", m.uid()),
-            name_of("/etc/group", m.gid()),
-            name_of("/etc/group", m.gid()),
+            accounts::user_or_id(m.uid()),
+            accounts::group_or_id(m.gid()),
+            accounts::group_or_id(m.gid()),
         );
     }
     why
-}
-
-/// The name for a uid (from /etc/passwd) or gid (from /etc/group), else the number.
-pub fn name_of(table: &str, id: u32) -> String {
-    fs::read_to_string(table)
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
-            })
-        })
-        .unwrap_or_else(|| id.to_string())
 }
 
 fn render_line(r: &Report, args: &StatusArgs) -> String {
