@@ -16,13 +16,15 @@ extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) 
 }
 
 fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
-    // clap prints usage errors itself and exits 2 (EX_USAGE would be 64; 2 is what every
-    // clap/getopt tool uses, and the README documents it).
+    // clap prints usage errors; they exit 2 (EX_USAGE would be 64; 2 is what every clap/getopt
+    // tool uses, and the README documents it), 3 for status (a monitoring plugin's UNKNOWN).
+    let usage = wxtoken::cli::usage_exit_code(&args);
     let mut cmd = Cli::command();
     let mut matches = cmd
         .try_get_matches_from_mut(args)
-        .unwrap_or_else(|e| e.exit());
-    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+        .unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e, usage));
+    let cli = Cli::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e.format(&mut cmd), usage));
     // A one-shot process: the parser's tree (every subcommand's arguments) is freed by the exit,
     // not node by node (5 % of the no-op tick's instructions).
     std::mem::forget((cmd, matches));
