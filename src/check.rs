@@ -4,7 +4,6 @@
 //! and removed the way a refresh prepares one, the token files are never touched, no lock is
 //! taken, and `--online` keeps what it fetched to itself.
 
-use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -13,12 +12,12 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::accounts;
 use crate::cli::{CheckArgs, RefreshArgs};
 use crate::config::{self, Config};
 use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::logging::{mask, register_token, scrub};
-use crate::status::name_of;
 use crate::store::atomic::{Pending, check_regular, dir_of};
 use crate::store::run_state::STATE_NAME;
 use crate::store::{self, Format, LOCK_NAME, Store};
@@ -66,14 +65,14 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     };
     // SAFETY: these calls only read the process's credentials.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let user = config::user_name(euid).unwrap_or_else(|| euid.to_string());
+    let user = accounts::user_or_id(euid);
     r.line(
         "INFO",
         "user",
         format!(
             "checking as user {user} (uid {euid}), group {} (gid {egid}): run this as the \
              service's user to see what it sees",
-            name_of("/etc/group", egid)
+            accounts::group_or_id(egid)
         ),
     );
 
@@ -154,20 +153,24 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         );
         None
     } else {
-        let found = Units::load(&args.unit_root, &args.unit);
-        if found.files.is_empty() {
-            r.skip(
-                "unit",
-                format!(
-                    "no unit file {} under {} (in {}): not installed here, or give --unit NAME",
-                    found.name,
-                    args.unit_root.display(),
-                    UNIT_DIRS.join(", ")
-                ),
-            );
-            None
-        } else {
-            Some(found)
+        match Units::load(&args.unit_root, &args.unit) {
+            Ok(found) if found.files.is_empty() => {
+                r.skip(
+                    "unit",
+                    format!(
+                        "no unit file {} under {} (systemd-analyze cat-config found none): not \
+                         installed here, or give --unit NAME",
+                        found.name,
+                        args.unit_root.display(),
+                    ),
+                );
+                None
+            }
+            Ok(found) => Some(found),
+            Err(why) => {
+                r.skip("unit", why);
+                None
+            }
         }
     };
     for dir in directories(a, gid) {
@@ -203,8 +206,8 @@ fn check_secret(r: &mut Report, a: &RefreshArgs) {
             let owner = fs::metadata(&path).map_or(String::new(), |m| {
                 format!(
                     ", {}:{} mode {:04o}",
-                    name_of("/etc/passwd", m.uid()),
-                    name_of("/etc/group", m.gid()),
+                    accounts::user_or_id(m.uid()),
+                    accounts::group_or_id(m.gid()),
                     m.mode() & 0o7777
                 )
             });
@@ -258,7 +261,7 @@ fn check_group(r: &mut Report, a: &RefreshArgs, user: &str, egid: u32) -> Option
             "group",
             format!(
                 "none given: the files get this process's group {} (gid {egid})",
-                name_of("/etc/group", egid)
+                accounts::group_or_id(egid)
             ),
         );
         return None;
@@ -345,8 +348,8 @@ fn check_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
             }
             let owner = format!(
                 "{}:{} mode {:04o}",
-                name_of("/etc/passwd", m.uid()),
-                name_of("/etc/group", m.gid()),
+                accounts::user_or_id(m.uid()),
+                accounts::group_or_id(m.gid()),
                 m.mode() & 0o7777
             );
             let lock = if dir.outputs {
@@ -471,7 +474,7 @@ fn check_file(r: &mut Report, path: &Path, mode: u32, gid: Option<u32>, user: &s
         Ok(pending) => {
             drop(pending);
             let group = gid.map_or(String::new(), |g| {
-                format!(", group {}", name_of("/etc/group", g))
+                format!(", group {}", accounts::group_or_id(g))
             });
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             r.pass(
@@ -488,15 +491,6 @@ fn check_file(r: &mut Report, path: &Path, mode: u32, gid: Option<u32>, user: &s
     }
 }
 
-/// The unit directories systemd reads, highest priority first (systemd.unit(5), system units).
-const UNIT_DIRS: &[&str] = &[
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
-
 /// What a unit and its drop-ins say about where the service may write. Only `StateDirectory=`,
 /// `ReadWritePaths=` and `ProtectSystem=` of the `[Service]` section are read: the lines that
 /// decide it for wxtoken's own units.
@@ -511,7 +505,11 @@ struct Units {
 }
 
 impl Units {
-    fn load(root: &Path, unit: &str) -> Units {
+    /// The unit's files as systemd itself finds them: `systemd-analyze --root=ROOT cat-config`
+    /// resolves the search path, drop-in overrides and their order without a running manager
+    /// (`systemctl show` needs one, and systemd 252's `systemctl cat` refuses --root). Err: why
+    /// the unit cannot be checked here.
+    fn load(root: &Path, unit: &str) -> std::result::Result<Units, String> {
         let name = if unit.contains('.') {
             unit.to_string()
         } else {
@@ -527,36 +525,22 @@ impl Units {
             },
             None => (None, String::new()),
         };
-        let under = |dir: &str| root.join(dir.trim_start_matches('/'));
-        let mut names = vec![name.clone()];
-        names.extend(template.clone());
-        // The instance's own file if there is one, else the template.
-        let fragment = names.iter().find_map(|n| {
-            UNIT_DIRS
-                .iter()
-                .map(|d| under(d).join(n))
-                .find(|p| p.is_file())
-        });
-        let mut files: Vec<PathBuf> = fragment.into_iter().collect();
-        if !files.is_empty() {
-            // A drop-in name in a higher-priority directory masks the same name below it; all
-            // are applied in the order of their file names.
-            let mut dropins: BTreeMap<std::ffi::OsString, PathBuf> = BTreeMap::new();
-            for d in UNIT_DIRS {
-                for n in &names {
-                    let Ok(entries) = fs::read_dir(under(d).join(format!("{n}.d"))) else {
-                        continue;
-                    };
-                    for e in entries.flatten() {
-                        let p = e.path();
-                        if p.extension().is_some_and(|x| x == "conf") && p.is_file() {
-                            dropins.entry(e.file_name()).or_insert(p);
-                        }
-                    }
-                }
-            }
-            files.extend(dropins.into_values());
-        }
+        let mut own = cat_config(root, &name)?;
+        let from_template = match &template {
+            Some(t) => cat_config(root, t)?,
+            None => Vec::new(),
+        };
+        // The instance's own file if there is one, else the template's; the drop-ins of both
+        // apply, ordered by file name as systemd orders them.
+        let is_dropin = |p: &Path| {
+            p.parent()
+                .is_some_and(|d| d.extension().is_some_and(|x| x == "d"))
+        };
+        let (mut dropins, fragments): (Vec<_>, Vec<_>) = own
+            .drain(..)
+            .chain(from_template)
+            .partition(|(p, _)| is_dropin(p));
+        dropins.sort_by(|(a, _), (b, _)| a.file_name().cmp(&b.file_name()));
         let mut u = Units {
             name,
             files: Vec::new(),
@@ -564,11 +548,13 @@ impl Units {
             read_write: Vec::new(),
             protect_system: "no".into(),
         };
-        for f in &files {
-            u.parse(&fs::read_to_string(f).unwrap_or_default(), &instance);
+        if let Some(fragment) = fragments.into_iter().next() {
+            for (path, text) in std::iter::once(fragment).chain(dropins) {
+                u.parse(&text, &instance);
+                u.files.push(path);
+            }
         }
-        u.files = files;
-        u
+        Ok(u)
     }
 
     fn parse(&mut self, text: &str, instance: &str) {
@@ -691,6 +677,53 @@ impl Units {
             ),
         );
     }
+}
+
+/// The files `systemd-analyze cat-config` shows for `name` under `root`, each with its text:
+/// the unit file first, then its drop-ins; none when it is not installed there.
+fn cat_config(root: &Path, name: &str) -> std::result::Result<Vec<(PathBuf, String)>, String> {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg(format!("--root={}", root.display()))
+        .arg("cat-config")
+        .arg(format!("systemd/system/{name}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                "systemd-analyze not found (no systemd here?): unit not checked".to_string()
+            }
+            _ => format!("systemd-analyze cannot be run ({e}): unit not checked"),
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "systemd-analyze --root={} cat-config systemd/system/{name} failed ({}: {}): unit \
+             not checked",
+            root.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    // Each file is introduced by "# PATH" (PATH under the root); the file's own comments may
+    // start with "# /" too, but not with a whole unit path without spaces.
+    let prefix = root.to_string_lossy();
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let header = line.strip_prefix("# ").filter(|p| {
+            p.starts_with(prefix.as_ref())
+                && p.contains("/systemd/system/")
+                && !p.contains(char::is_whitespace)
+                && Path::new(p).is_file()
+        });
+        match (header, files.last_mut()) {
+            (Some(p), _) => files.push((PathBuf::from(p), String::new())),
+            (None, Some((_, text))) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(files)
 }
 
 /// One token fetch and one probe, with the run's own client, writing nothing: no token file, no

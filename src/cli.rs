@@ -109,7 +109,16 @@ pub struct Files {
     pub margin: u64,
 }
 
+// The shared Files help speaks for refresh, which writes; status only reads.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("outs", |a| a.help(
+        "Token file to check (the first .json; its directory holds the run state and tickets)"
+    )),
+    mut_arg("tickets", |a| a.help(
+        "Also check the JS-SDK ticket file TYPE_ticket.json beside the token file; repeat for more"
+    )),
+)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub files: Files,
@@ -212,7 +221,7 @@ pub struct RefreshArgs {
           value_parser = parse_mode)]
     pub mode: u32,
 
-    /// Group of the written files (name from /etc/group, or a number). Default: the process's group.
+    /// Group of the written files: a group name or number. Default: the process's group.
     #[arg(long, env = "WXTOKEN_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
 
@@ -288,4 +297,23 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(mode)
+}
+
+/// The exit status for a command-line error: 3 (UNKNOWN) for `status`, which monitoring runs and
+/// would otherwise read 2 as CRITICAL; 2 for the others, as clap and getopt tools do.
+pub fn usage_exit_code(args: &[std::ffi::OsString]) -> u8 {
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("status") => 3,
+        _ => 2,
+    }
+}
+
+/// Prints a parse error (or the help or version asked for) as clap does, and exits: 0 for help
+/// and version, `usage` (from [`usage_exit_code`]) for an error.
+pub fn exit_on_parse_error(e: clap::Error, usage: u8) -> ! {
+    if !e.use_stderr() {
+        e.exit();
+    }
+    let _ = e.print();
+    std::process::exit(usage.into())
 }

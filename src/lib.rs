@@ -7,6 +7,7 @@
 //! hosts around the decision. Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
 //! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
+pub mod accounts;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -6,8 +6,12 @@ use clap::Parser;
 use wxtoken::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    // A usage error is printed by clap and exits 2, as every clap/getopt tool does.
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // A usage error is printed by clap and exits 2, as every clap/getopt tool does; for `status`
+    // it exits 3, a monitoring plugin's UNKNOWN (2 would read as CRITICAL).
+    let usage = wxtoken::cli::usage_exit_code(&args);
+    let cli =
+        Cli::try_parse_from(args).unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e, usage));
     wxtoken::logging::init();
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::run::refresh(args),

@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use crate::accounts;
 use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::store::atomic::dir_of;
+use crate::store::atomic::{Found, dir_of, read_capped};
 use crate::store::run_state::RunState;
-use crate::store::{Format, read_token_file};
+use crate::store::{Format, TokenFile, parse_token_file};
 use crate::tickets;
 use crate::vocab::{digest, implausible, secs_until, unix_now};
 
@@ -72,6 +73,18 @@ impl Report {
 }
 
 pub fn run(args: &StatusArgs) -> Result<ExitCode> {
+    // A warning threshold below the critical one would never warn: a usage error, UNKNOWN.
+    if args.warn < args.crit {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "WXTOKEN UNKNOWN - --warn {} is below --crit {}: give a warning threshold at least \
+             the critical one (defaults 180 and 60)",
+            args.warn, args.crit
+        )
+        .and_then(|()| out.flush());
+        return Ok(ExitCode::from(Level::Unknown as u8));
+    }
     let report = inspect(args);
     let text = if args.json {
         render_json(&report, args)
@@ -124,19 +137,16 @@ pub fn inspect(args: &StatusArgs) -> Report {
         r.raise(Level::Unknown, unreadable(path));
         return r;
     }
-    match read_token_file(path) {
-        None if !path.exists() => r.raise(
+    match read_quietly(path) {
+        Err(why) => r.raise(Level::Critical, why),
+        Ok(None) => r.raise(
             Level::Critical,
             format!(
                 "no token file {} (has wxtoken refresh run? journalctl -u wxtoken)",
                 path.display()
             ),
         ),
-        None => r.raise(
-            Level::Critical,
-            format!("{} is not a valid wxtoken token file", path.display()),
-        ),
-        Some(t) => {
+        Ok(Some(t)) => {
             r.appid = Some(t.appid.clone());
             r.api = Some(t.api.clone());
             r.last_refresh = Some(t.refreshed_at);
@@ -201,20 +211,30 @@ pub fn inspect(args: &StatusArgs) -> Report {
             );
         }
         if st.last_probe == "dead" {
+            // No time recorded (0) or one in the future (a clock step): no age rather than a
+            // made-up one.
+            let when = if st.last_probe_at == 0 || st.last_probe_at > now {
+                String::new()
+            } else {
+                format!(" ({} s ago)", now - st.last_probe_at)
+            };
             r.raise(
                 Level::Warning,
                 format!(
-                    "the last probe ({} s ago) found the token dead before its time: rotated by \
+                    "the last probe{when} found the token dead before its time: rotated by \
                      another program (or revoked); wxtoken fetched a new one. Find the other \
-                     program: journalctl -u wxtoken",
-                    now.saturating_sub(st.last_probe_at)
+                     program: journalctl -u wxtoken"
                 ),
             );
         }
     }
     for &ty in &args.files.tickets {
         let tpath = tickets::path_for(dir, ty);
-        match tickets::read(&tpath) {
+        let ticket = match read_capped(&tpath) {
+            Ok(Found::Bytes(b)) => tickets::parse(&b),
+            _ => None,
+        };
+        match ticket {
             Some(t) => {
                 let left = secs_until(t.expires_at, now);
                 r.tickets.push((ty.name().to_string(), Some(left.max(0))));
@@ -242,21 +262,37 @@ pub fn inspect(args: &StatusArgs) -> Report {
     r
 }
 
-/// The last failure as an admin acts on it: the errcode and WeChat's own words for the fix.
+/// The last failure as an admin acts on it: for a WeChat errcode, the code and WeChat's fix;
+/// otherwise the whole message (it is one line already, and its end is usually the fix).
 fn cause(e: &crate::store::run_state::Outcome) -> String {
     let text = e.message.as_str();
-    // wechat.rs words errcode failures "WeChat answered errcode N (errmsg) for appid X: FIX".
-    let fix = text
-        .split_once(" for appid ")
-        .and_then(|(_, rest)| rest.split_once(": "))
-        .map_or(text, |(_, fix)| fix);
-    let short: String = fix.chars().take(160).collect();
     match e.errcode {
         Some(45009) => "45009 daily quota used up: wait for tomorrow or reset it with clear_quota \
                         (10 a month)"
             .into(),
-        Some(code) => format!("errcode {code}, {short}"),
-        None => short,
+        Some(code) => {
+            // wechat.rs words errcode failures "WeChat answered errcode N (errmsg) for appid X:
+            // FIX"; anything else is kept whole.
+            let fix = text
+                .split_once(" for appid ")
+                .and_then(|(_, rest)| rest.split_once(": "))
+                .map_or(text, |(_, fix)| fix);
+            format!("errcode {code}, {fix}")
+        }
+        None => text.to_string(),
+    }
+}
+
+/// The token file, read without the warnings a refresh logs (status replaces nothing): Ok(None)
+/// when missing, Err(what is wrong, naming the file) when it is not a token file wxtoken wrote.
+fn read_quietly(path: &Path) -> std::result::Result<Option<TokenFile>, String> {
+    match read_capped(path) {
+        Ok(Found::Missing) => Ok(None),
+        Ok(Found::Bytes(b)) => parse_token_file(&b)
+            .map(Some)
+            .map_err(|why| format!("{} {why}", path.display())),
+        Ok(Found::TooLarge(why)) => Err(why),
+        Err(e) => Err(e.message),
     }
 }
 
@@ -265,33 +301,32 @@ fn unreadable(path: &Path) -> String {
     let mut why = format!("cannot read {}: permission denied", path.display());
     let meta = fs::metadata(path).or_else(|_| fs::metadata(dir_of(path)));
     if let Ok(m) = meta {
+        let (owner, group) = (
+            accounts::user_or_id(m.uid()),
+            accounts::group_or_id(m.gid()),
+        );
         let _ = write!(
             why,
-            "; it (or its directory) is {}:{} mode {:04o}: run this as {} or a member of group {} \
-             (usermod -aG {} USER, then log in again)",
-            name_of("/etc/passwd", m.uid()),
-            name_of("/etc/group", m.gid()),
-            m.mode() & 0o7777,
-            name_of("/etc/passwd", m.uid()),
-            name_of("/etc/group", m.gid()),
-            name_of("/etc/group", m.gid()),
+            "; it (or its directory) is {owner}:{group} mode {:04o}: ",
+            m.mode() & 0o7777
         );
+        if m.gid() == 0 {
+            // Joining group root would give far more than this file: the file's group is wrong.
+            let _ = write!(
+                why,
+                "run this as {owner}, or give the files a group the readers are in (wxtoken \
+                 refresh --group GROUP / WXTOKEN_GROUP, or chgrp GROUP and chmod 0640 on the \
+                 file and its directory)"
+            );
+        } else {
+            let _ = write!(
+                why,
+                "run this as {owner} or a member of group {group} (usermod -aG {group} USER, \
+                 then log in again)"
+            );
+        }
     }
     why
-}
-
-/// The name for a uid (from /etc/passwd) or gid (from /etc/group), else the number.
-pub fn name_of(table: &str, id: u32) -> String {
-    fs::read_to_string(table)
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
-            })
-        })
-        .unwrap_or_else(|| id.to_string())
 }
 
 fn render_line(r: &Report, args: &StatusArgs) -> String {
@@ -308,17 +343,23 @@ fn render_line(r: &Report, args: &StatusArgs) -> String {
     } else {
         line.push_str(&r.reasons.join("; "));
     }
-    // Perfdata: label=value[UOM];warn;crit (monitoring-plugins guidelines).
+    // Perfdata: label=value[UOM];warn;crit (monitoring-plugins guidelines); "N:" is the range
+    // "alert below N" (a bare N would mean above).
     let _ = write!(
         line,
-        " | remaining={}s;{};{} consecutive_failures={}",
+        " | remaining={}s;{}:;{}: consecutive_failures={}",
         r.remaining.unwrap_or(0),
         args.warn,
         args.crit,
         r.consecutive_failures
     );
     for (name, left) in &r.tickets {
-        let _ = write!(line, " {name}_ticket={}s;;{}", left.unwrap_or(0), args.crit);
+        let _ = write!(
+            line,
+            " {name}_ticket={}s;;{}:",
+            left.unwrap_or(0),
+            args.crit
+        );
     }
     line.push('\n');
     line

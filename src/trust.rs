@@ -1,28 +1,14 @@
-//! The root certificates TLS connections are verified against: the system's trust store, found the
-//! way OpenSSL and `rustls-native-certs` find it, plus `--ca-file`. No roots are bundled in the
-//! binary: they would go stale there (a CA distrusted since the build stays trusted), and a host
-//! whose store went missing would quietly verify differently from curl and PHP beside it. With no
-//! store at all, a request over https is a configuration error naming the fix. Verification is
-//! never switched off: a proxy that inspects TLS gets its CA added (`--ca-file`), not a bypass.
+//! The root certificates TLS connections are verified against: the system's trust store, as
+//! `rustls-native-certs` finds it, plus `--ca-file`. No roots are bundled in the binary: they
+//! would go stale there (a CA distrusted since the build stays trusted), and a host whose store
+//! went missing would quietly verify differently from curl and PHP beside it. With no store at
+//! all, a request over https is a configuration error naming the fix. Verification is never
+//! switched off: a proxy that inspects TLS gets its CA added (`--ca-file`), not a bypass.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::fmt::Write as _;
 
-use ureq::tls::{Certificate, PemItem};
-
-/// Bundle files, first found wins: what openssl-probe (behind rustls-native-certs) looks for on
-/// Linux.
-const BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Gentoo
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // RHEL 7+, CentOS, Fedora
-    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
-    "/etc/ssl/ca-bundle.pem",             // openSUSE
-    "/etc/pki/tls/cacert.pem",            // OpenELEC
-    "/etc/ssl/cert.pem",                  // Alpine, macOS
-];
-
-/// OpenSSL's hashed directory, read when no bundle exists.
-const HASHED_DIR: &str = "/etc/ssl/certs";
+use rustls_native_certs::CertificateResult;
+use ureq::tls::Certificate;
 
 /// The roots found, and where they were looked for (for messages).
 pub struct Roots {
@@ -30,28 +16,37 @@ pub struct Roots {
     pub source: String,
 }
 
-/// The system's roots: `SSL_CERT_FILE` (a bundle) and `SSL_CERT_DIR` (OpenSSL hashed directories,
-/// `:`-separated) when either is set, and then only those, as rustls-native-certs does; else the
-/// first bundle of [`BUNDLES`] that exists; else the certificates in the hashed directory
-/// `/etc/ssl/certs`. (Where a distribution ships both, the bundle is generated from the same
-/// certificates as the directory: reading both would double the work of a refresh for nothing.)
+/// The system's roots, read by `rustls_native_certs::load_native_certs`: `SSL_CERT_FILE` (a
+/// bundle) and `SSL_CERT_DIR` (`:`-separated directories) when either is set, and then only
+/// those, as OpenSSL does; else the distribution's bundle and certificate directories.
 pub fn system_roots() -> Roots {
-    from(
-        std::env::var_os("SSL_CERT_FILE"),
-        std::env::var_os("SSL_CERT_DIR"),
-        BUNDLES,
-        HASHED_DIR,
+    let file = std::env::var_os("SSL_CERT_FILE");
+    let dirs = std::env::var_os("SSL_CERT_DIR");
+    describe(
+        file.as_deref(),
+        dirs.as_deref(),
+        rustls_native_certs::load_native_certs(),
     )
 }
 
-/// The system's CA bundle file (PEM) where one exists: `SSL_CERT_FILE`, else the first of
-/// [`BUNDLES`]. For clients that take a PEM bundle rather than certificates (Redis over TLS).
-pub fn system_bundle() -> Option<PathBuf> {
-    std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(BUNDLES.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
+/// The system's roots as one PEM bundle, for clients that take PEM rather than certificates
+/// (Redis over TLS with --ca-file appended): the same roots the HTTPS client trusts.
+pub fn system_bundle_pem() -> Vec<u8> {
+    to_pem(&rustls_native_certs::load_native_certs().certs)
+}
+
+/// DER certificates as PEM blocks (64 base64 characters a line).
+fn to_pem<C: AsRef<[u8]>>(certs: &[C]) -> Vec<u8> {
+    let mut pem = Vec::new();
+    for cert in certs {
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in base64(cert.as_ref()).as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem
 }
 
 /// What to tell the admin when no root certificate was found (`source`: [`Roots::source`]).
@@ -62,146 +57,110 @@ pub fn missing(source: &str) -> String {
     )
 }
 
-fn from(file: Option<OsString>, dirs: Option<OsString>, bundles: &[&str], hashed: &str) -> Roots {
-    let mut certs = Vec::new();
-    let mut read = Vec::new();
-    if file.is_some() || dirs.is_some() {
-        if let Some(file) = file {
-            read.push(format!(
-                "SSL_CERT_FILE={}: {}",
-                Path::new(&file).display(),
-                read_bundle(Path::new(&file), &mut certs)
-            ));
-        }
-        for dir in dirs.iter().flat_map(std::env::split_paths) {
-            if !dir.as_os_str().is_empty() {
-                read.push(format!(
-                    "SSL_CERT_DIR {}: {}",
-                    dir.display(),
-                    read_hashed_dir(&dir, &mut certs)
-                ));
+/// The certificates and a description of where they came from: the variables when
+/// rustls-native-certs read them (the same rule as its own), how many were found, and every
+/// file or directory it could not read.
+fn describe(
+    file: Option<&std::ffi::OsStr>,
+    dirs: Option<&std::ffi::OsStr>,
+    found: CertificateResult,
+) -> Roots {
+    let dirs = dirs.filter(|d| std::env::split_paths(d).any(|p| !p.as_os_str().is_empty()));
+    let mut named = Vec::new();
+    if let Some(f) = file {
+        named.push(format!("SSL_CERT_FILE={}", f.to_string_lossy()));
+    }
+    if let Some(d) = dirs {
+        named.push(format!("SSL_CERT_DIR={}", d.to_string_lossy()));
+    }
+    let mut source = if named.is_empty() {
+        "the system's trust store (SSL_CERT_FILE and SSL_CERT_DIR unset)".to_string()
+    } else {
+        named.join(", ")
+    };
+    let _ = write!(source, ": {} certificate(s)", found.certs.len());
+    for e in &found.errors {
+        let _ = write!(source, "; {e}");
+    }
+    Roots {
+        certs: found
+            .certs
+            .iter()
+            .map(|c| Certificate::from_der(c).to_owned())
+            .collect(),
+        source,
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for PEM.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
             }
         }
-    } else if let Some(bundle) = bundles.iter().map(Path::new).find(|p| p.is_file()) {
-        read.push(format!(
-            "{}: {}",
-            bundle.display(),
-            read_bundle(bundle, &mut certs)
-        ));
-    } else {
-        read.push(format!(
-            "none of {} exists; {hashed}: {}",
-            bundles.join(", "),
-            read_hashed_dir(Path::new(hashed), &mut certs)
-        ));
     }
-    // A file named twice, or listed in a directory too, counts once.
-    certs.sort_by(|a, b| a.der().cmp(b.der()));
-    certs.dedup_by(|a, b| a.der() == b.der());
-    Roots {
-        certs,
-        source: read.join("; "),
-    }
-}
-
-/// Adds the certificates of a PEM file; says how many, or why none.
-fn read_bundle(path: &Path, certs: &mut Vec<Certificate<'static>>) -> String {
-    match std::fs::read(path) {
-        Ok(pem) => {
-            let before = certs.len();
-            certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            }));
-            format!("{} certificate(s)", certs.len() - before)
-        }
-        Err(e) => format!("cannot be read ({e})"),
-    }
-}
-
-/// Adds the certificates `openssl rehash` (c_rehash) named `HHHHHHHH.N` in `dir`: the names
-/// OpenSSL itself looks up. Other files there (Debian keeps the bundle and a `.pem` link per
-/// certificate beside them) are the same certificates again.
-fn read_hashed_dir(dir: &Path, certs: &mut Vec<Certificate<'static>>) -> String {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => return format!("cannot be read ({e})"),
-    };
-    let before = certs.len();
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(is_hash_name)
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        read_bundle(&path, certs);
-    }
-    format!("{} certificate(s) in hashed files", certs.len() - before)
-}
-
-fn is_hash_name(name: &str) -> bool {
-    name.split_once('.').is_some_and(|(hash, n)| {
-        hash.len() == 8
-            && hash.bytes().all(|b| b.is_ascii_hexdigit())
-            && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-    })
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
-    fn hash_names() {
-        assert!(is_hash_name("9d6523ce.0") && is_hash_name("3513523f.12"));
-        // CRLs (.r0), the per-certificate links and the bundle itself are not read.
-        for name in [
-            "9d6523ce.r0",
-            "ca-certificates.crt",
-            "ISRG_Root_X1.pem",
-            "9d6523c.0",
-            "9d6523ce.",
-        ] {
-            assert!(!is_hash_name(name), "{name}");
-        }
+    fn nothing_found_says_where_it_looked_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let found = rustls_native_certs::load_certs_from_paths(Some(&missing), None);
+        let roots = describe(Some(missing.as_os_str()), None, found);
+        assert!(roots.certs.is_empty());
+        let want = format!("SSL_CERT_FILE={}: 0 certificate(s); ", missing.display());
+        assert!(roots.source.starts_with(&want), "{}", roots.source);
+        // The reason names the file that could not be read.
+        assert!(
+            roots.source.contains(&format!("'{}'", missing.display())),
+            "{}",
+            roots.source
+        );
+        // Set but empty: the file is named, no reason is invented.
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let found = rustls_native_certs::load_certs_from_paths(Some(&empty), None);
+        let roots = describe(Some(empty.as_os_str()), Some(OsStr::new("")), found);
+        assert_eq!(
+            roots.source,
+            format!("SSL_CERT_FILE={}: 0 certificate(s)", empty.display())
+        );
+        let roots = describe(None, Some(OsStr::new(":")), CertificateResult::default());
+        assert!(
+            roots.source.starts_with("the system's trust store"),
+            "{}",
+            roots.source
+        );
     }
 
     #[test]
-    fn nothing_found_says_where_it_looked() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing");
-        let roots = from(
-            None,
-            None,
-            &["/nonexistent/bundle.crt"],
-            missing.to_str().unwrap(),
-        );
-        assert!(roots.certs.is_empty());
-        assert!(
-            roots.source.contains("/nonexistent/bundle.crt"),
-            "{}",
-            roots.source
-        );
-        assert!(
-            roots.source.contains("missing: cannot be read"),
-            "{}",
-            roots.source
-        );
-        // Set but empty: only what the variables name is read, never the usual bundles.
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
-        let roots = from(Some(empty.clone().into()), None, BUNDLES, HASHED_DIR);
-        assert!(roots.certs.is_empty(), "{}", roots.source);
-        assert!(
-            roots.source.contains("empty.pem: 0 certificate(s)"),
-            "{}",
-            roots.source
-        );
+    fn the_pem_bundle_is_what_a_pem_writer_writes() {
+        let a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).unwrap();
+        let pem = to_pem(&[a.cert.der().to_vec(), b.cert.der().to_vec()]);
+        let want = format!("{}{}", a.cert.pem(), b.cert.pem()).replace("\r\n", "\n");
+        assert_eq!(String::from_utf8(pem).unwrap(), want);
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
     }
 }

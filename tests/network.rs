@@ -544,16 +544,14 @@ fn the_system_trust_store_comes_from_ssl_cert_file_or_an_ssl_cert_dir() {
     system_trust(&fake, &site, &[("SSL_CERT_DIR", &dirs)])
         .run()
         .expect(0);
-    // Only hash-named files are read there: the same certificate under another name is not.
-    fs::rename(hashed.join("0a1b2c3d.0"), hashed.join("fake.pem")).unwrap();
+    // A directory of the list that is missing is named in the error; one without certificates
+    // (here a file that is not one) leaves nothing to verify with.
+    fs::write(hashed.join("0a1b2c3d.0"), "not a certificate\n").unwrap();
     system_trust(&fake, &site, &[("SSL_CERT_DIR", &dirs)])
         .run()
         .expect(78)
-        .stderr_has("/nonexistent: cannot be read")
-        .stderr_has(&format!(
-            "{}: 0 certificate(s) in hashed files",
-            hashed.display()
-        ));
+        .stderr_has("at '/nonexistent'")
+        .stderr_has(&format!("SSL_CERT_DIR={dirs}: 0 certificate(s)"));
     assert_eq!(fake.token_calls(), 2);
 }
 

@@ -47,7 +47,7 @@ fn ok_warning_critical_from_the_token_file() {
     assert!(r.stdout.starts_with("WXTOKEN OK - 7"), "{}", r.stdout);
     assert!(r.stdout.contains(" | remaining=7"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("s;180;60 consecutive_failures=0"),
+        r.stdout.contains("s;180:;60: consecutive_failures=0"),
         "{}",
         r.stdout
     );
@@ -84,10 +84,13 @@ fn ok_warning_critical_from_the_token_file() {
     let r = status(&site, &[]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stdout.contains("is not a valid wxtoken token file"),
+        r.stdout.contains("is not a wxtoken token file"),
         "{}",
         r.stdout
     );
+    // status only reads: nothing says the file is being replaced.
+    assert!(!r.stderr.contains("replacing"), "{}", r.stderr);
+    assert!(!r.stdout.contains("replacing"), "{}", r.stdout);
 
     // A clock that stepped back since the write: not believed.
     site.refresh(&fake).run().expect(0);
@@ -206,7 +209,9 @@ fn unreadable_is_unknown_and_says_who_could_read_it() {
         "{stdout}"
     );
     assert!(stdout.contains("permission denied"), "{stdout}");
-    assert!(stdout.contains("a member of group root"), "{stdout}");
+    // The file is root:root: joining group root is never the advice, the file's group is.
+    assert!(!stdout.contains("usermod -aG root"), "{stdout}");
+    assert!(stdout.contains("--group GROUP"), "{stdout}");
 }
 
 #[test]
@@ -273,4 +278,87 @@ fn json_names_the_base_that_answered_the_last_fetch() {
         .stderr_has("still fresh");
     assert_eq!(fake.token_calls(), 1);
     assert_eq!(last_base(), Value::from(fake.base_url()));
+}
+
+/// Monitoring reads exit 2 as CRITICAL: a mistyped status command line is UNKNOWN (3), like every
+/// monitoring plugin's usage error; the other subcommands keep clap's 2.
+#[test]
+fn usage_errors_and_contradicting_thresholds_are_unknown() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let r = status(&site, &["--no-such-flag"]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    let r = status(&site, &["--warn", "soon"]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert_eq!(Cmd::new(&["refresh", "--no-such-flag"]).run().code, 2);
+    assert_eq!(Cmd::new(&["status", "--help"]).run().code, 0);
+
+    // A warning threshold below the critical one would never warn.
+    let r = status(&site, &["--warn", "50", "--crit", "100"]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("WXTOKEN UNKNOWN - --warn 50 is below --crit 100"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(status(&site, &["--warn", "100", "--crit", "100"]).code, 0);
+}
+
+#[test]
+fn status_help_speaks_of_reading_not_writing() {
+    let r = Cmd::new(&["status", "--help"]).run();
+    assert_eq!(r.code, 0);
+    for refresh_words in ["Token file to write", "keep a JS-SDK ticket fresh"] {
+        assert!(!r.stdout.contains(refresh_words), "{}", r.stdout);
+    }
+    assert!(r.stdout.contains("Token file to check"), "{}", r.stdout);
+    // refresh's own help is unchanged.
+    let r = Cmd::new(&["refresh", "--help"]).run();
+    assert!(r.stdout.contains("Token file to write"), "{}", r.stdout);
+}
+
+/// A failure's cause is shown whole, not cut at a fixed length in mid-sentence.
+#[test]
+fn the_last_failure_is_quoted_whole() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    // Nothing listens on port 1: the fleet is unreachable, the host fetches nothing.
+    site.refresh(&fake)
+        .args(&["--redis", "redis://127.0.0.1:1", "--force"])
+        .run()
+        .expect(75);
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "in fleet mode a host never fetches on its own (--redis-fallback-fetch allows it) |"
+        ),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A dead verdict without a time has no age ("1796396391 s ago" was the clock itself).
+#[test]
+fn a_probe_without_a_time_has_no_age() {
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    site.refresh(&fake).run().expect(0);
+    let state = site.state_dir().join(".wxtoken-state.json");
+    let mut v: Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    v["last_probe"] = "dead".into();
+    v["last_probe_at"] = 0.into();
+    fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = status(&site, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("the last probe found the token dead"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("s ago"), "{}", r.stdout);
 }

@@ -71,9 +71,7 @@ impl FleetConfig {
         let info = info.set_redis_settings(redis);
         let tls_roots = match (tls, ca_pem) {
             (true, Some(extra)) => {
-                let mut pem = crate::trust::system_bundle()
-                    .and_then(|p| std::fs::read(p).ok())
-                    .unwrap_or_default();
+                let mut pem = crate::trust::system_bundle_pem();
                 pem.push(b'\n');
                 pem.extend_from_slice(extra);
                 Some(pem)

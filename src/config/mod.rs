@@ -512,25 +512,16 @@ fn ip_in(ip: IpAddr, token: &str) -> bool {
     shift >= 128 || (a >> shift) == (b >> shift)
 }
 
-/// A group name from /etc/group, or a number. (NSS-only groups can be given by number.)
+/// A group name (any NSS source: files, LDAP, sssd), or a number.
 pub fn resolve_group(group: &str) -> Result<u32> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let table = fs::read_to_string("/etc/group").unwrap_or_default();
-    table
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            Some((f.next()?, f.nth(1)?))
-        })
-        .find(|(name, _)| *name == group)
-        .and_then(|(_, gid)| gid.parse().ok())
-        .ok_or_else(|| {
-            Error::config(format!(
-                "--group {group}: no such group in /etc/group (give a group name or number)"
-            ))
-        })
+    crate::accounts::group_id(group).ok_or_else(|| {
+        Error::config(format!(
+            "--group {group}: no such group (give a group name or number)"
+        ))
+    })
 }
 
 /// fchown to a group needs root (CAP_CHOWN) or membership; found here, not at the first refresh
@@ -569,17 +560,7 @@ fn supplementary_groups() -> Vec<u32> {
 }
 
 pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r fills `pwd` with pointers into `buf`, which outlives their use here.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    crate::accounts::user_name(uid)
 }
 
 #[cfg(test)]
