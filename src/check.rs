@@ -1,8 +1,10 @@
 //! `wxtoken check [--online]`: the configuration as the service will see it. Every item is
-//! checked and reported, not only the first problem, with the same functions a refresh uses
-//! (config.rs, store.rs, atomic.rs). Nothing is written: the write test is a temp file created
-//! and removed the way a refresh prepares one, the token files are never touched, no lock is
-//! taken, and `--online` keeps what it fetched to itself.
+//! checked and reported, not only the first problem: the settings by `config::validate`, the very
+//! pass a refresh makes, and here only what needs this host (files and directories as the
+//! service's user, the unit's writable paths, the trust store, hook programs) or the network
+//! (`--online`: WeChat, the fleet's Redis). Nothing is written: the write test is a temp file
+//! created and removed the way a refresh prepares one (atomic.rs), the token files are never
+//! touched, no lock is taken, and `--online` keeps what it fetched to itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
