@@ -1,8 +1,10 @@
 //! `wxtoken check [--online]`: the configuration as the service will see it. Every item is
-//! checked and reported, not only the first problem, with the same functions a refresh uses
-//! (config.rs, store.rs, atomic.rs). Nothing is written: the write test is a temp file created
-//! and removed the way a refresh prepares one, the token files are never touched, no lock is
-//! taken, and `--online` keeps what it fetched to itself.
+//! checked and reported, not only the first problem: the settings by `config::validate`, the very
+//! pass a refresh makes, and here only what needs this host (files and directories as the
+//! service's user, the unit's writable paths, the trust store, hook programs) or the network
+//! (`--online`: WeChat, the fleet's Redis). Nothing is written: the write test is a temp file
+//! created and removed the way a refresh prepares one (atomic.rs), the token files are never
+//! touched, no lock is taken, and `--online` keeps what it fetched to itself.
 
 use std::fmt::Display;
 use std::fs::{self, OpenOptions};
@@ -14,13 +16,15 @@ use std::process::ExitCode;
 
 use crate::accounts;
 use crate::cli::{CheckArgs, RefreshArgs};
+use crate::config::fleet::FleetConfig;
 use crate::config::{self, Config};
 use crate::deadline::Deadline;
 use crate::error::Result;
+use crate::fleet::Fleet;
 use crate::logging::{mask, register_token, scrub};
 use crate::store::atomic::{Pending, check_regular, dir_of};
 use crate::store::run_state::STATE_NAME;
-use crate::store::{self, Format, LOCK_NAME, Store};
+use crate::store::{self, Format, LOCK_NAME};
 use crate::tickets;
 use crate::trust;
 use crate::vocab::{secs_until, unix_now};
@@ -76,76 +80,29 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         ),
     );
 
-    match config::check_appid(a.appid.as_deref(), a.api) {
-        Ok(id) => r.pass("appid", format!("{id} ({} API)", a.api.name())),
-        Err(e) => r.fail("appid", e),
-    }
-    check_secret(&mut r, a);
-    let env = |k: &str| std::env::var(k).ok();
-    for given in config::base_list(&a.api_base, a.api) {
-        check_base(&mut r, given, &env);
-    }
-    let mut extra = 0;
-    match &a.ca_file {
-        None => r.pass("ca-file", "none given: the system's trust store only"),
-        Some(path) => match config::load_ca_file(path) {
-            Ok((certs, _)) => {
-                extra = certs.len();
-                r.pass(
-                    "ca-file",
-                    format!(
-                        "{}: {} certificate(s), added to the system's trust store",
-                        path.display(),
-                        certs.len()
-                    ),
-                )
-            }
-            Err(e) => r.fail("ca-file", e),
-        },
-    }
-    // The store a refresh would load, read the same way; only plain http (loopback) bases need
-    // none.
-    let plain = config::base_list(&a.api_base, a.api)
-        .iter()
-        .all(|b| config::parse_base(b).is_ok_and(|b| !b.https));
-    if !plain {
-        let system = trust::system_roots();
-        if system.certs.is_empty() && extra == 0 {
-            r.fail("trust", trust::missing(&system.source));
-        } else {
-            r.pass(
-                "trust",
-                format!(
-                    "{} root certificate(s) from the system ({}){}",
-                    system.certs.len(),
-                    system.source,
-                    if extra > 0 { ", and --ca-file's" } else { "" }
-                ),
-            );
+    // Every setting as a refresh checks it (config::validate); what follows adds only what
+    // needs this host as the service's user, or the network.
+    let checked = config::validate(a);
+    for f in &checked.findings {
+        match &f.outcome {
+            Ok(text) => match (f.item, &f.file) {
+                ("secret", Some(path)) => r.pass(f.item, format!("{text}{}", owner(path))),
+                ("group", _) if a.group.is_none() => {
+                    r.pass(f.item, format!("{text} ({})", accounts::group_or_id(egid)))
+                }
+                ("on-change", Some(program)) => match runnable(program, &user) {
+                    Ok(()) => r.pass(f.item, text),
+                    Err(why) => r.fail(f.item, why),
+                },
+                _ => r.pass(f.item, text),
+            },
+            Err(e) => r.fail(f.item, e),
+        }
+        if f.item == "ca-file" {
+            check_trust(&mut r, &checked);
         }
     }
-    for t in &a.files.tickets {
-        match t.check(a.api) {
-            Ok(()) => r.pass(
-                "ticket",
-                format!("{} with the {} API", t.name(), a.api.name()),
-            ),
-            Err(e) => r.fail("ticket", e),
-        }
-    }
-    let gid = check_group(&mut r, a, &user, egid);
-    match Store::new(&a.files.outs, a.mode, gid) {
-        Ok(s) => r.pass(
-            "out",
-            format!(
-                "{} output(s); the state and tickets go beside {}",
-                s.outs.len(),
-                s.state.display()
-            ),
-        ),
-        Err(e) => r.fail("out", e),
-    }
-
+    let gid = checked.gid;
     let units = if args.unit == "none" {
         r.skip(
             "unit",
@@ -177,7 +134,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         check_dir(&mut r, &dir, units.as_ref(), &user);
     }
     if args.online {
-        online(&mut r, args);
+        online(&mut r, args, &checked);
     }
     let code = if r.failed > 0 { 78 } else { 0 };
     r.line(
@@ -191,96 +148,72 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-fn check_secret(r: &mut Report, a: &RefreshArgs) {
-    let (path, from_credential) = match config::secret_path(a.secret_file.as_deref()) {
-        Ok(found) => found,
-        Err(e) => return r.fail("secret", e),
-    };
-    let from = if from_credential {
-        "$CREDENTIALS_DIRECTORY, i.e. the unit's LoadCredential="
+/// The trust store a refresh would load, read the same way; only plain http (loopback) bases
+/// need none.
+fn check_trust(r: &mut Report, checked: &config::Checked) {
+    if !checked.needs_trust {
+        return;
+    }
+    let system = trust::system_roots();
+    let extra = checked.extra_certs;
+    if system.certs.is_empty() && extra == 0 {
+        r.fail("trust", trust::missing(&system.source));
     } else {
-        "--secret-file / WXTOKEN_SECRET_FILE"
-    };
-    match config::load_secret(a.secret_file.as_deref()) {
-        Ok(_) => {
-            let owner = fs::metadata(&path).map_or(String::new(), |m| {
-                format!(
-                    ", {}:{} mode {:04o}",
-                    accounts::user_or_id(m.uid()),
-                    accounts::group_or_id(m.gid()),
-                    m.mode() & 0o7777
-                )
-            });
-            r.pass(
-                "secret",
-                format!(
-                    "{} (from {from}): readable by this user, not by others{owner}; one word (not shown)",
-                    path.display()
-                ),
-            )
-        }
-        Err(e) => r.fail("secret", format!("{e} (from {from})")),
-    }
-}
-
-fn check_base(r: &mut Report, given: &str, env: &dyn Fn(&str) -> Option<String>) {
-    let base = match config::parse_base(given) {
-        Ok(b) => b,
-        Err(e) => return r.fail("base", e),
-    };
-    match config::proxy_choice(&base, env) {
-        Ok(Some((var, proxy))) => r.pass(
-            "base",
-            format!(
-                "{}: through the proxy {}:{} (from {var})",
-                base.url,
-                proxy.host(),
-                proxy.port()
-            ),
-        ),
-        Ok(None) => {
-            let bypass = env("no_proxy")
-                .or_else(|| env("NO_PROXY"))
-                .is_some_and(|list| config::no_proxy_matches(&list, &base.host));
-            let how = if bypass {
-                "direct (no_proxy / NO_PROXY matches)"
-            } else {
-                "direct (no proxy variable applies)"
-            };
-            r.pass("base", format!("{}: {how}", base.url))
-        }
-        Err(e) => r.fail("base", format!("{}: {e}", base.url)),
-    }
-}
-
-/// The group the files get, when it can be given; None (the process's group) otherwise, so the
-/// write tests below do not fail again for the reason reported here.
-fn check_group(r: &mut Report, a: &RefreshArgs, user: &str, egid: u32) -> Option<u32> {
-    let Some(group) = a.group.as_deref() else {
         r.pass(
-            "group",
+            "trust",
             format!(
-                "none given: the files get this process's group {} (gid {egid})",
-                accounts::group_or_id(egid)
+                "{} root certificate(s) from the system ({}){}",
+                system.certs.len(),
+                system.source,
+                if extra > 0 { ", and --ca-file's" } else { "" }
             ),
         );
-        return None;
-    };
-    let checked = config::resolve_group(group)
-        .and_then(|gid| config::check_group_usable(group, gid).map(|()| gid));
-    match checked {
-        Ok(gid) => {
-            r.pass(
-                "group",
-                format!("{group} (gid {gid}): user {user} may give it to the files"),
-            );
-            Some(gid)
-        }
-        Err(e) => {
-            r.fail("group", e);
-            None
-        }
     }
+}
+
+/// Who owns a file this user read (the secret), as `; USER:GROUP mode 0600`.
+fn owner(path: &Path) -> String {
+    fs::metadata(path).map_or(String::new(), |m| {
+        format!(
+            "; {}:{} mode {:04o}",
+            accounts::user_or_id(m.uid()),
+            accounts::group_or_id(m.gid()),
+            m.mode() & 0o7777
+        )
+    })
+}
+
+/// Can this user start a hook's program? A refresh finds out only after it has written a new
+/// token (and then exits 78 with the hook pending); the check says so beforehand.
+fn runnable(program: &Path, user: &str) -> std::result::Result<(), String> {
+    let shown = program.display();
+    let meta = match fs::metadata(program) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(format!(
+                "{shown} does not exist: install the hook there, or correct --on-change / \
+                 WXTOKEN_ON_CHANGE"
+            ));
+        }
+        Err(e) => return Err(format!("{shown} cannot be looked at by user {user}: {e}")),
+    };
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file (a program is expected)"
+        ));
+    }
+    let Ok(c) = std::ffi::CString::new(program.as_os_str().as_bytes()) else {
+        return Err(format!("{shown} holds a NUL byte"));
+    };
+    // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+    let ok = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    if ok != 0 {
+        return Err(format!(
+            "{shown} is not executable by user {user} (chmod +x; every directory on its path \
+             must be searchable)"
+        ));
+    }
+    Ok(())
 }
 
 /// A directory a refresh writes into, and the files it writes there.
@@ -728,15 +661,27 @@ fn cat_config(root: &Path, name: &str) -> std::result::Result<Vec<(PathBuf, Stri
 
 /// One token fetch and one probe, with the run's own client, writing nothing: no token file, no
 /// run state, no lock.
-fn online(r: &mut Report, args: &CheckArgs) {
-    let Ok(cfg) = Config::from_args(&args.refresh) else {
+fn online(r: &mut Report, args: &CheckArgs, checked: &config::Checked) {
+    let Some(cfg) = &checked.config else {
         return r.skip(
             "online",
-            "not attempted: the configuration has errors (FAIL above)",
+            format!(
+                "not attempted: the configuration has errors ({})",
+                checked.problems().items().join(", ")
+            ),
         );
     };
     let deadline = Deadline::after(cfg.max_time);
-    let client = Client::new(&cfg);
+    if let Some(fc) = &cfg.fleet {
+        online_redis(r, cfg, fc, &deadline);
+        if fc.follower {
+            return r.skip(
+                "online fetch",
+                "not made: a --follower never calls WeChat; it mirrors the fleet's token from Redis",
+            );
+        }
+    }
+    let client = Client::new(cfg);
     let ctx = Context {
         appid: &cfg.appid,
         api: cfg.api,
@@ -822,5 +767,37 @@ fn online(r: &mut Report, args: &CheckArgs) {
             ),
         ),
         Probe::Unknown(why) => r.fail("online probe", format!("no verdict: {why}")),
+    }
+}
+
+/// Connects to the fleet's Redis as a run would and reads the fleet's token, writing nothing: no
+/// lock, no publish.
+fn online_redis(r: &mut Report, cfg: &Config, fc: &FleetConfig, deadline: &Deadline) {
+    let mut fleet = match Fleet::connect(fc, deadline) {
+        Ok(f) => f,
+        Err(e) => return r.fail("online redis", e),
+    };
+    let key = fleet.key("token");
+    let now = unix_now();
+    match fleet.read(&cfg.appid, cfg.api, now) {
+        Ok(view) => {
+            let token = match (&view.token, &view.raw) {
+                (Some(t), _) => {
+                    register_token(&t.access_token);
+                    format!(
+                        "a token of appid {}, valid {} s more",
+                        cfg.appid,
+                        secs_until(t.expires_at, now).max(0)
+                    )
+                }
+                (None, Some(_)) => "a value wxtoken would not serve (a fetch replaces it)".into(),
+                (None, None) => "nothing yet (the fleet's first fetch writes it)".into(),
+            };
+            r.pass(
+                "online redis",
+                format!("{}: connected and read {key}: {token}", fc.shown),
+            )
+        }
+        Err(e) => r.fail("online redis", e),
     }
 }

@@ -7,6 +7,7 @@ use percent_encoding::percent_decode_str;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use crate::cli::RefreshArgs;
+use crate::config::validate::Checked;
 use crate::error::{Error, Result};
 use crate::sdk::Sdk;
 use crate::vocab::{Api, digest};
@@ -30,76 +31,150 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// The `--redis` settings alone, every problem in the error: for a caller that needs only
+    /// the fleet (a refresh gets them from [`crate::config::Config::from_args`]).
     pub fn from_args(
         args: &RefreshArgs,
         appid: &str,
         secret: &str,
         ca_pem: Option<&[u8]>,
     ) -> Result<Option<FleetConfig>> {
-        let url = args.redis.as_deref().map(str::trim).unwrap_or("");
-        if url.is_empty() {
-            for (set, flag) in [
-                (args.follower, "--follower"),
-                (args.redis_fallback_fetch, "--redis-fallback-fetch"),
-                (!args.publish.is_empty(), "--publish"),
-            ] {
-                if set {
-                    return Err(Error::config(format!(
+        let mut c = Checked::empty();
+        check(&mut c, args, appid, secret, ca_pem).ok_or_else(|| c.problems().into())
+    }
+}
+
+/// Checks the `--redis` settings into `c`, each under its own item: `redis` (the URL),
+/// `redis-password`, `follower`, `redis-fallback-fetch`, `publish`. Some(None): no fleet;
+/// None: a problem is recorded. `appid` and `secret` make the account's namespace.
+pub(super) fn check(
+    c: &mut Checked,
+    args: &RefreshArgs,
+    appid: &str,
+    secret: &str,
+    ca_pem: Option<&[u8]>,
+) -> Option<Option<FleetConfig>> {
+    let url = args.redis.as_deref().map(str::trim).unwrap_or("");
+    if url.is_empty() {
+        let mut ok = true;
+        for (set, item, flag) in [
+            (args.follower, "follower", "--follower"),
+            (
+                args.redis_fallback_fetch,
+                "redis-fallback-fetch",
+                "--redis-fallback-fetch",
+            ),
+            (!args.publish.is_empty(), "publish", "--publish"),
+        ] {
+            if set {
+                c.fail(
+                    item,
+                    Error::config(format!(
                         "{flag} needs --redis URL (WXTOKEN_REDIS): it is about the fleet's Redis"
-                    )));
-                }
+                    )),
+                );
+                ok = false;
             }
-            return Ok(None);
         }
-        if args.follower && args.redis_fallback_fetch {
-            return Err(Error::config(
+        c.pass(
+            "redis",
+            "none given: this host fetches on its own, in no fleet",
+        );
+        return ok.then_some(None);
+    }
+    let mut ok = true;
+    if args.follower && args.redis_fallback_fetch {
+        c.fail(
+            "follower",
+            Error::config(
                 "--follower and --redis-fallback-fetch contradict each other: a follower never \
                  fetches from WeChat, not even when Redis is down",
-            ));
-        }
-        let (info, tls) = parse_url(url)?;
-        let password = match password_path(args.redis_password_file.as_deref()) {
-            Some(p) => Some(super::read_credential(&p, "Redis password")?),
-            None => None,
-        };
-        // No CLIENT SETINFO at connect: one round trip (and one timeout) less, and nothing for an
-        // older Redis to refuse.
-        let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
-        if let Some(pw) = password {
-            redis = redis.set_password(pw);
-        }
-        let info = info.set_redis_settings(redis);
-        let tls_roots = match (tls, ca_pem) {
-            (true, Some(extra)) => {
-                let mut pem = crate::trust::system_bundle_pem();
-                pem.push(b'\n');
-                pem.extend_from_slice(extra);
-                Some(pem)
-            }
-            _ => None,
-        };
-        let mut publish = Vec::new();
-        for spec in args.publish.iter().filter(|s| !s.trim().is_empty()) {
-            let sdk = Sdk::parse(spec, args.api)?;
-            if !publish.contains(&sdk) {
-                publish.push(sdk);
-            }
-        }
-        let mut namespace = format!("wxtoken:{appid}:{}", args.api.name());
-        if args.api == Api::Wecom {
-            namespace.push(':');
-            namespace.push_str(&digest(&format!("wxtoken-redis-namespace:{secret}"))[..16]);
-        }
-        Ok(Some(FleetConfig {
-            shown: url.to_string(),
-            info,
-            tls_roots,
-            follower: args.follower,
-            fallback_fetch: args.redis_fallback_fetch,
-            publish,
-            namespace,
-        }))
+            ),
+        );
+        ok = false;
     }
+    let role = if args.follower {
+        "a follower: never calls WeChat, mirrors the fleet's token"
+    } else if args.redis_fallback_fetch {
+        "fetches when the fleet needs it, and on its own when Redis is unreachable"
+    } else {
+        "fetches when the fleet needs it, never on its own when Redis is unreachable"
+    };
+    let parsed = c.take("redis", parse_url(url), |(_, tls)| {
+        let how = if *tls { "TLS" } else { "plain TCP" };
+        format!("{url} ({how}); this host {role}")
+    });
+    let password = match password_path(args.redis_password_file.as_deref()) {
+        Some(p) => c
+            .take(
+                "redis-password",
+                super::read_credential(&p, "Redis password"),
+                |_| {
+                    format!(
+                        "{}: readable by this user, not by others; one word (not shown)",
+                        p.display()
+                    )
+                },
+            )
+            .map(Some),
+        None => {
+            c.pass(
+                "redis-password",
+                "none: Redis is used without AUTH (--redis-password-file, or the unit's \
+                 LoadCredential=wxtoken-redis-password:...)",
+            );
+            Some(None)
+        }
+    };
+    let mut publish = Vec::new();
+    for spec in args.publish.iter().filter(|s| !s.trim().is_empty()) {
+        let parsed = Sdk::parse(spec, args.api);
+        let Some(sdk) = c.take("publish", parsed, |sdk| {
+            format!(
+                "{spec}: the token also goes where {}'s cache reads it",
+                sdk.name()
+            )
+        }) else {
+            ok = false;
+            continue;
+        };
+        if !publish.contains(&sdk) {
+            publish.push(sdk);
+        }
+    }
+    let (Some((info, tls)), Some(password), true) = (parsed, password, ok) else {
+        return None;
+    };
+    // No CLIENT SETINFO at connect: one round trip (and one timeout) less, and nothing for an
+    // older Redis to refuse.
+    let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
+    if let Some(pw) = password {
+        redis = redis.set_password(pw);
+    }
+    let info = info.set_redis_settings(redis);
+    let tls_roots = match (tls, ca_pem) {
+        (true, Some(extra)) => {
+            let mut pem = crate::trust::system_bundle_pem();
+            pem.push(b'\n');
+            pem.extend_from_slice(extra);
+            Some(pem)
+        }
+        _ => None,
+    };
+    let mut namespace = format!("wxtoken:{appid}:{}", args.api.name());
+    if args.api == Api::Wecom {
+        namespace.push(':');
+        namespace.push_str(&digest(&format!("wxtoken-redis-namespace:{secret}"))[..16]);
+    }
+    Some(Some(FleetConfig {
+        shown: url.to_string(),
+        info,
+        tls_roots,
+        follower: args.follower,
+        fallback_fetch: args.redis_fallback_fetch,
+        publish,
+        namespace,
+    }))
 }
 
 fn password_path(explicit: Option<&Path>) -> Option<PathBuf> {

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod hooks;
+pub mod validate;
 
 use std::fs::{self, Metadata};
 use std::io::Read;
@@ -18,6 +19,7 @@ use ureq::tls::{Certificate, PemItem};
 
 use crate::cli::RefreshArgs;
 use crate::config::hooks::Hook;
+pub use crate::config::validate::{Checked, Finding, Problems, validate};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::vocab::{Api, TicketType, is_appid, printable};
@@ -67,55 +69,13 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_args(args: &RefreshArgs) -> Result<Config> {
-        let appid = check_appid(args.appid.as_deref(), args.api)?;
-        let (secret, secret_source) = load_secret(args.secret_file.as_deref())?;
-        let bases = check_bases(&args.api_base, args.api, &|k| std::env::var(k).ok())?;
-        let (ca_certs, ca_pem) = match &args.ca_file {
-            Some(path) => {
-                let (certs, pem) = load_ca_file(path)?;
-                (certs, Some(pem))
-            }
-            None => (Vec::new(), None),
-        };
-        let fleet =
-            crate::config::fleet::FleetConfig::from_args(args, &appid, &secret, ca_pem.as_deref())?;
-        let gid = match args.group.as_deref() {
-            Some(g) => {
-                let gid = resolve_group(g)?;
-                check_group_usable(g, gid)?;
-                Some(gid)
-            }
-            None => None,
-        };
-        let store = Store::new(&args.files.outs, args.mode, gid)?;
-        let mut tickets: Vec<TicketType> = Vec::new();
-        for t in &args.files.tickets {
-            t.check(args.api)?;
-            if !tickets.contains(t) {
-                tickets.push(*t);
-            }
+    /// The checked configuration, or every problem found (not only the first), each with its item.
+    pub fn from_args(args: &RefreshArgs) -> std::result::Result<Config, Problems> {
+        let checked = validate(args);
+        match checked.config {
+            Some(config) => Ok(config),
+            None => Err(checked.problems()),
         }
-        Ok(Config {
-            appid,
-            secret,
-            secret_source,
-            api: args.api,
-            bases,
-            margin: args.files.margin,
-            force: args.force,
-            force_new: args.force_new,
-            probe_every: args.probe_every,
-            timeout: Duration::from_secs(args.timeout),
-            max_time: Duration::from_secs(args.max_time),
-            retries: args.retries,
-            ca_certs,
-            store,
-            tickets,
-            hooks: crate::config::hooks::parse(&args.on_change)?,
-            metrics: args.metrics.clone(),
-            fleet,
-        })
     }
 }
 
@@ -151,23 +111,6 @@ pub fn secret_path(explicit: Option<&Path>) -> Result<(PathBuf, bool)> {
             ))),
         },
     }
-}
-
-/// The secret and, for messages, where it came from (never the secret itself).
-pub fn load_secret(explicit: Option<&Path>) -> Result<(String, String)> {
-    let (path, from_credential) = secret_path(explicit)?;
-    let secret = read_credential(&path, "secret")?;
-    // systemd's copy under /run/credentials is not what an admin edits: name the source instead.
-    let shown = path.display().to_string();
-    let source = if from_credential {
-        format!(
-            "the file the unit's LoadCredential={CREDENTIAL_NAME}:... names (/etc/wxtoken/secret, or \
-             /etc/wxtoken/NAME.secret for wxtoken@NAME)"
-        )
-    } else {
-        shown
-    };
-    Ok((secret, source))
 }
 
 /// A credential file (the AppSecret, the Redis password): one word, not readable by "other",
@@ -261,7 +204,7 @@ pub fn load_ca_file(path: &Path) -> Result<(Vec<Certificate<'static>>, Vec<u8>)>
 /// Checks one `--api-base` with a real URI parser. Refused: userinfo (`http://127.0.0.1:1@evil`
 /// names the host after the `@`), a path, query or fragment (the API paths are appended), schemes
 /// other than https, and plain http to anything but a loopback host (the secret travels in the
-/// request). The proxy is chosen later, by [`check_bases`].
+/// request). The proxy is chosen later, by [`validate`].
 pub fn parse_base(s: &str) -> Result<Base> {
     let s = s.trim();
     let bad = |why: &str| {
@@ -363,21 +306,6 @@ pub fn base_list(given: &[String], api: Api) -> Vec<&str> {
     } else {
         given
     }
-}
-
-fn check_bases(
-    given: &[String],
-    api: Api,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Base>> {
-    base_list(given, api)
-        .into_iter()
-        .map(|s| {
-            let mut base = parse_base(s)?;
-            base.proxy = choose_proxy(&base, env)?;
-            Ok(base)
-        })
-        .collect()
 }
 
 /// The proxy curl would use for `base`: nothing when NO_PROXY / no_proxy matches the host;
