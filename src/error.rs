@@ -37,12 +37,15 @@ impl Kind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,
     pub message: String,
     /// The WeChat errcode behind it, when WeChat answered with one (for status and metrics).
     pub errcode: Option<i64>,
+    /// What the admin should do, when the message ends with it (status shows it alone, after
+    /// the errcode).
+    pub fix: Option<String>,
 }
 
 impl Error {
@@ -51,6 +54,7 @@ impl Error {
             kind,
             message: message.into(),
             errcode: None,
+            fix: None,
         }
     }
     pub fn config(message: impl Into<String>) -> Self {
@@ -61,6 +65,12 @@ impl Error {
     }
     pub fn cant_create(message: impl Into<String>) -> Self {
         Error::new(Kind::CantCreate, message)
+    }
+    pub fn with_fix(self, fix: impl Into<String>) -> Self {
+        Error {
+            fix: Some(fix.into()),
+            ..self
+        }
     }
     pub fn with_errcode(self, errcode: i64) -> Self {
         Error {

@@ -206,10 +206,7 @@ impl Fleet {
             return None;
         }
         crate::logging::register_token(&t.access_token);
-        Some(TokenFile {
-            expire_time: t.expires_at,
-            ..t
-        })
+        Some(t)
     }
 
     /// Takes the lock `name` ("lock" for the token, "lock:jsapi_ticket"...) for at most what is
@@ -425,9 +422,6 @@ pub fn believe_ticket(raw: &str, ty: TicketType, appid: &str, now: u64) -> Optio
         && secs_until(t.expires_at, now) > 0;
     usable.then(|| {
         crate::logging::register_token(&t.ticket);
-        TicketFile {
-            expire_time: t.expires_at,
-            ..t
-        }
+        t
     })
 }

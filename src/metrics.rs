@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::store::TokenFile;
 use crate::store::atomic::write_atomic;
-use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState};
+use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState, Verdict};
 use crate::vocab::unix_now;
 
 /// Label values are the appid and API name (checked to `[A-Za-z0-9_-]`) and fixed words; the
@@ -126,10 +126,10 @@ pub fn render(
         "wxtoken_probe_alive",
         "gauge",
         "What the last probe found: 1 alive, 0 dead, -1 unknown or none yet.",
-        &one(match st.last_probe.as_str() {
-            "alive" => 1.0,
-            "dead" => 0.0,
-            _ => -1.0,
+        &one(match st.last_probe {
+            Verdict::Alive => 1.0,
+            Verdict::Dead => 0.0,
+            Verdict::None | Verdict::Unknown(_) => -1.0,
         }),
     );
     family(

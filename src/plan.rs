@@ -141,7 +141,6 @@ mod tests {
                 access_token: "t".into(),
                 expires_in: 7200,
                 expires_at,
-                expire_time: expires_at,
                 refreshed_at,
                 appid: "wxa".into(),
                 api: "stable".into(),

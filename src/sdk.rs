@@ -315,7 +315,6 @@ mod tests {
             access_token: "80_AbC-x/y".into(),
             expires_in: 7200,
             expires_at: 1_000_000 + 7200,
-            expire_time: 1_000_000 + 7200,
             refreshed_at: 1_000_000,
             appid: "wx1234567890abcdef".into(),
             api: "legacy".into(),

@@ -15,7 +15,7 @@ use crate::accounts;
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::store::atomic::{Found, dir_of, read_capped};
-use crate::store::run_state::RunState;
+use crate::store::run_state::{RunState, Verdict};
 use crate::store::{Format, TokenFile, parse_token_file};
 use crate::tickets;
 use crate::vocab::{digest, implausible, secs_until, unix_now};
@@ -210,7 +210,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
                 ),
             );
         }
-        if st.last_probe == "dead" {
+        if st.last_probe == Verdict::Dead {
             // No time recorded (0) or one in the future (a clock step): no age rather than a
             // made-up one.
             let when = if st.last_probe_at == 0 || st.last_probe_at > now {
@@ -270,15 +270,7 @@ fn cause(e: &crate::store::run_state::Outcome) -> String {
         Some(45009) => "45009 daily quota used up: wait for tomorrow or reset it with clear_quota \
                         (10 a month)"
             .into(),
-        Some(code) => {
-            // wechat.rs words errcode failures "WeChat answered errcode N (errmsg) for appid X:
-            // FIX"; anything else is kept whole.
-            let fix = text
-                .split_once(" for appid ")
-                .and_then(|(_, rest)| rest.split_once(": "))
-                .map_or(text, |(_, fix)| fix);
-            format!("errcode {code}, {fix}")
-        }
+        Some(code) => format!("errcode {code}, {}", e.fix.as_deref().unwrap_or(text)),
         None => text.to_string(),
     }
 }

@@ -551,7 +551,7 @@ fn classify(code: i64, errmsg: &str, ctx: &Context<'_>) -> Answer {
     let appid = ctx.appid;
     let secret = ctx.secret_source;
     let what = format!("WeChat answered errcode {code} ({errmsg}) for appid {appid}");
-    let config = |fix: String| Answer::Stop(Error::config(format!("{what}: {fix}")));
+    let config = |fix: String| Answer::Stop(Error::config(format!("{what}: {fix}")).with_fix(fix));
     match code {
         -1 => return Answer::Retry(format!("{what}: system busy")),
         45011 => return Answer::Retry(format!("{what}: per-minute API quota hit")),

@@ -146,14 +146,7 @@ impl Checked {
             self.findings
                 .iter()
                 .filter_map(|f| match &f.outcome {
-                    Err(e) => Some((
-                        f.item,
-                        Error {
-                            kind: e.kind,
-                            message: e.message.clone(),
-                            errcode: e.errcode,
-                        },
-                    )),
+                    Err(e) => Some((f.item, e.clone())),
                     Ok(_) => None,
                 })
                 .collect(),

@@ -17,7 +17,7 @@ use crate::error::{Error, Kind, Result};
 use crate::logging::register_token;
 use crate::plan::{Current, Plan, Policy, plan};
 use crate::store::TokenFile;
-use crate::store::run_state::{self, RunState};
+use crate::store::run_state::{self, Ended, RunState};
 use crate::tickets;
 use crate::vocab::{Api, digest, implausible, secs_until, unix_now, unix_now_ms};
 use crate::wechat::{Context, Purpose};
@@ -320,7 +320,6 @@ impl Run<'_> {
         if cur.effective < cur.file.expires_at {
             // A recorded fetch retired it: readers must not be told more than the truth.
             cur.file.expires_at = cur.effective;
-            cur.file.expire_time = cur.effective;
         }
         if self.st.token_expires_at != cur.effective {
             // The owner's claim on the directory lasts as long as its token (a state file lost or
@@ -353,17 +352,22 @@ impl Run<'_> {
         let outcome = match result {
             Ok(_) => run_state::Outcome {
                 at: unix_now(),
-                result: if self.fetched { "refreshed" } else { "fresh" }.into(),
+                result: if self.fetched {
+                    Ended::Refreshed
+                } else {
+                    Ended::Fresh
+                },
                 base,
                 ..run_state::Outcome::default()
             },
             Err(e) => run_state::Outcome {
                 at: unix_now(),
-                result: "failed".into(),
+                result: Ended::Failed,
                 exit: e.kind.exit_code(),
                 class: e.kind.class().into(),
                 errcode: e.errcode,
                 message: crate::logging::scrub(&e.message),
+                fix: e.fix.as_deref().map(crate::logging::scrub),
                 base,
             },
         };
@@ -372,7 +376,7 @@ impl Run<'_> {
         // outcome still reaches the metrics (rendered from memory); the file's `last_run.at` is
         // refreshed at least every OUTCOME_HEARTBEAT.
         let quiet = !self.dirty
-            && outcome.result != "failed"
+            && outcome.result != Ended::Failed
             && self.st.last_run.as_ref().is_some_and(|last| {
                 last.at <= outcome.at
                     && outcome.at - last.at < OUTCOME_HEARTBEAT

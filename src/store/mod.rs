@@ -30,11 +30,9 @@ pub struct TokenFile {
     pub access_token: String,
     /// Lifetime WeChat announced when the token was fetched.
     pub expires_in: u64,
-    /// Unix seconds after which the token must not be used.
+    /// Unix seconds after which the token must not be used. Written again as `expire_time` (and
+    /// `expires_time`) for the readers that check those names: see [`Rendered`].
     pub expires_at: u64,
-    /// Same as `expires_at`, under the name readers written like the classic PHP samples check.
-    #[serde(default)]
-    pub expire_time: u64,
     pub refreshed_at: u64,
     pub appid: String,
     pub api: String,
@@ -463,11 +461,7 @@ pub fn parse_token_file(bytes: &[u8]) -> std::result::Result<TokenFile, String> 
     if !is_appid(&t.appid) || !Api::value_variants().iter().any(|a| a.name() == t.api) {
         return Err("holds an appid or api name wxtoken does not write".into());
     }
-    // Files written before `expire_time` existed get it filled in on the next render.
-    Ok(TokenFile {
-        expire_time: t.expires_at,
-        ..t
-    })
+    Ok(t)
 }
 
 /// An admin running wxtoken by hand as root against the service's directory would leave root-owned
@@ -536,7 +530,6 @@ mod tests {
             access_token: "80_tok".into(),
             expires_in: 7200,
             expires_at: 1_000_000,
-            expire_time: 1_000_000,
             refreshed_at: 992_800,
             appid: "wxa".into(),
             api: "stable".into(),
@@ -574,7 +567,6 @@ mod tests {
             access_token: "tok".into(),
             expires_in: 7200,
             expires_at: 1_000_000,
-            expire_time: 1,
             refreshed_at: 992_800,
             appid: "wxa".into(),
             api: "stable".into(),

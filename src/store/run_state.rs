@@ -35,19 +35,86 @@ pub struct Retiring {
     pub grace: u64,
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Ended {
+    /// The file's token stayed (or another host's was taken).
+    #[default]
+    Fresh,
+    Refreshed,
+    Failed,
+}
+
+impl From<String> for Ended {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "refreshed" => Ended::Refreshed,
+            "failed" => Ended::Failed,
+            _ => Ended::Fresh,
+        }
+    }
+}
+
+impl From<Ended> for String {
+    fn from(e: Ended) -> String {
+        match e {
+            Ended::Fresh => "fresh",
+            Ended::Refreshed => "refreshed",
+            Ended::Failed => "failed",
+        }
+        .into()
+    }
+}
+
+/// What the last probe found (stored as "alive", "dead", "unknown: why", or "" before any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Verdict {
+    #[default]
+    None,
+    Alive,
+    Dead,
+    /// The probe got no answer that says either: why.
+    Unknown(String),
+}
+
+impl From<String> for Verdict {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "" => Verdict::None,
+            "alive" => Verdict::Alive,
+            "dead" => Verdict::Dead,
+            _ => Verdict::Unknown(s.strip_prefix("unknown: ").unwrap_or(&s).to_string()),
+        }
+    }
+}
+
+impl From<Verdict> for String {
+    fn from(v: Verdict) -> String {
+        match v {
+            Verdict::None => String::new(),
+            Verdict::Alive => "alive".into(),
+            Verdict::Dead => "dead".into(),
+            Verdict::Unknown(why) => format!("unknown: {why}"),
+        }
+    }
+}
+
 /// What one run came to, for `status` and monitoring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Outcome {
     pub at: u64,
-    /// "refreshed", "fresh" or "failed".
-    pub result: String,
+    pub result: Ended,
     pub exit: u8,
     /// "temporary", "configuration", "cannot write" for a failure.
     pub class: String,
     pub errcode: Option<i64>,
     /// The error (one line, no secret, tokens masked), empty on success.
     pub message: String,
+    /// The part of `message` that says what the admin should do, where it has one.
+    pub fix: Option<String>,
     /// The base URL that answered the last token fetch: this run's, else the one before it
     /// (carried over, so a fallback base in use shows between refreshes too).
     pub base: Option<String>,
@@ -59,8 +126,7 @@ pub struct RunState {
     /// The account that owns this directory: one directory, one owner.
     pub appid: String,
     pub last_probe_at: u64,
-    /// "alive", "dead" or "unknown: why".
-    pub last_probe: String,
+    pub last_probe: Verdict,
     /// Digest of a token a probe (or WeChat at a ticket call) found dead.
     pub dead: Option<String>,
     pub retiring: Option<Retiring>,
@@ -224,7 +290,7 @@ impl RunState {
 
     /// Records how a run ended.
     pub fn record_outcome(&mut self, outcome: Outcome) {
-        if outcome.result == "failed" {
+        if outcome.result == Ended::Failed {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             let key = format!(
                 "{}/{}",

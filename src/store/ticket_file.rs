@@ -10,30 +10,54 @@ use serde::{Deserialize, Serialize};
 use crate::store::atomic::{Found, read_capped};
 use crate::vocab::{TicketType, is_appid, validate_token};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TicketFile {
     pub ticket: String,
     /// Lifetime WeChat announced at the last fetch.
     pub expires_in: u64,
     /// Unix seconds; for a ticket WeChat handed out again unchanged, the earliest expiry known.
+    /// Written again as `expire_time`, the name JS-SDK sample code checks (as in the token file).
     pub expires_at: u64,
-    /// Same as `expires_at`, the name JS-SDK sample code checks (as in the token file).
-    #[serde(default)]
-    pub expire_time: u64,
     pub refreshed_at: u64,
     #[serde(rename = "type")]
     pub ticket_type: String,
     pub appid: String,
 }
 
+/// The file as written: `expire_time` derived from `expires_at`, never stored apart from it.
+#[derive(Serialize)]
+struct Rendered<'a> {
+    ticket: &'a str,
+    expires_in: u64,
+    expires_at: u64,
+    expire_time: u64,
+    refreshed_at: u64,
+    #[serde(rename = "type")]
+    ticket_type: &'a str,
+    appid: &'a str,
+}
+
 impl TicketFile {
+    fn rendered(&self) -> Rendered<'_> {
+        Rendered {
+            ticket: &self.ticket,
+            expires_in: self.expires_in,
+            expires_at: self.expires_at,
+            expire_time: self.expires_at,
+            refreshed_at: self.refreshed_at,
+            ticket_type: &self.ticket_type,
+            appid: &self.appid,
+        }
+    }
+
     /// One line, as the fleet stores it in Redis.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("plain struct serializes")
+        serde_json::to_string(&self.rendered()).expect("plain struct serializes")
     }
 
     pub fn render(&self) -> Vec<u8> {
-        let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
+        let mut s =
+            serde_json::to_string_pretty(&self.rendered()).expect("plain struct serializes");
         s.push('\n');
         s.into_bytes()
     }
@@ -75,10 +99,7 @@ pub fn parse(bytes: &[u8]) -> Option<TicketFile> {
     let known_type = TicketType::value_variants()
         .iter()
         .any(|ty| ty.name() == t.ticket_type);
-    (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(TicketFile {
-        expire_time: t.expires_at,
-        ..t
-    })
+    (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(t)
 }
 
 #[cfg(test)]
@@ -90,7 +111,6 @@ mod tests {
             ticket: "bxLdik-RX".into(),
             expires_in: 7200,
             expires_at: 1_007_000,
-            expire_time: 1_007_000,
             refreshed_at: 999_800,
             ticket_type: "jsapi".into(),
             appid: "wxa".into(),

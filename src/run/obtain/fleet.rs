@@ -13,6 +13,7 @@ use crate::fleet::{Fleet, POLL, ProbeRecord, Turn, believe_ticket, ticket_key};
 use crate::logging::mask;
 use crate::plan::{Current, Plan, plan};
 use crate::store::TokenFile;
+use crate::store::run_state::Verdict;
 use crate::tickets::{self, TicketFile};
 use crate::vocab::{TicketType, digest, implausible, secs_until, unix_now};
 
@@ -210,10 +211,10 @@ impl Source for FleetSource<'_> {
         if run.st.probes == probes {
             return decision;
         }
-        let alive = match run.st.last_probe.as_str() {
-            "alive" => true,
-            "dead" => false,
-            _ => return decision,
+        let alive = match run.st.last_probe {
+            Verdict::Alive => true,
+            Verdict::Dead => false,
+            Verdict::None | Verdict::Unknown(_) => return decision,
         };
         let at = run.st.last_probe_at;
         if let Some(conn) = self.conn.as_mut() {

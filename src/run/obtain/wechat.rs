@@ -7,7 +7,7 @@ use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
 use crate::plan::{Current, Plan};
 use crate::store::TokenFile;
-use crate::store::run_state::Retiring;
+use crate::store::run_state::{Retiring, Verdict};
 use crate::tickets::{self, TicketFile};
 use crate::vocab::{Api, OVERLAP, TicketType, secs_until, unix_now, unix_now_ms};
 use crate::wechat::{Client, Grant, Probe};
@@ -99,7 +99,7 @@ impl Direct {
         run.dirty = true;
         match result {
             Probe::Alive => {
-                run.st.last_probe = "alive".into();
+                run.st.last_probe = Verdict::Alive;
                 run.st.pending_report = None;
                 if reported {
                     info!(
@@ -112,7 +112,7 @@ impl Direct {
                 Plan::Fresh { cur, left }
             }
             Probe::Dead { errcode, errmsg } => {
-                run.st.last_probe = "dead".into();
+                run.st.last_probe = Verdict::Dead;
                 run.st.dead = Some(cur.digest.clone());
                 run.st.pending_report = None;
                 warn!(
@@ -128,7 +128,7 @@ impl Direct {
                 }
             }
             Probe::Unknown(e) => {
-                run.st.last_probe = format!("unknown: {e}");
+                run.st.last_probe = Verdict::Unknown(e.to_string());
                 warn!("could not check the token with WeChat ({why}): {e}; keeping it");
                 Plan::Fresh { cur, left }
             }
@@ -227,7 +227,6 @@ impl Direct {
             access_token: grant.value,
             expires_in: grant.expires_in,
             expires_at: new_expiry,
-            expire_time: new_expiry,
             refreshed_at: now,
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
@@ -327,7 +326,6 @@ impl Direct {
         if worth < cur.file.expires_at {
             let corrected = TokenFile {
                 expires_at: worth,
-                expire_time: worth,
                 ..cur.file.clone()
             };
             match run.cfg.store.publish(&corrected) {
