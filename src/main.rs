@@ -19,6 +19,15 @@ fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     // clap prints usage errors itself and exits 2 (EX_USAGE would be 64; 2 is what every
     // clap/getopt tool uses, and the README documents it).
     let mut cmd = Cli::command();
+    if let Some(path) = wxtoken::conffile::find_path(&args) {
+        cmd = match wxtoken::conffile::apply(cmd, &path) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(78);
+            }
+        };
+    }
     let mut matches = cmd
         .try_get_matches_from_mut(args)
         .unwrap_or_else(|e| e.exit());
@@ -26,7 +35,7 @@ fn run(args: Vec<std::ffi::OsString>) -> ExitCode {
     // A one-shot process: the parser's tree (every subcommand's arguments) is freed by the exit,
     // not node by node (5 % of the no-op tick's instructions).
     std::mem::forget((cmd, matches));
-    wxtoken::logging::init();
+    wxtoken::logging::init(cli.quiet);
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::refresh::run(args),
         Command::Status(args) => wxtoken::status::run(args),
