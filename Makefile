@@ -107,7 +107,7 @@ deb: portable
 # Cargo.toml's [package.metadata.generate-rpm]; target/generate-rpm/wxtoken-VERSION-1.x86_64.rpm.
 rpm: portable
 	$(CARGO) run --locked --quiet --example gen-docs -- target/assets >/dev/null
-	$(CARGO) generate-rpm --target $(PORTABLE_TRIPLE) --target-dir "$(CARGO_TARGET_DIR)" -o target/generate-rpm/
+	$(CARGO) generate-rpm --target $(PORTABLE_TRIPLE) --target-dir "$(CARGO_TARGET_DIR)" --payload-compress xz -o target/generate-rpm/wxtoken-$(VERSION)-1.x86_64.rpm
 	@ls target/generate-rpm/wxtoken-$(VERSION)-1.x86_64.rpm
 
 # The tarball: the portable binary, units, sysusers entry, cron file, example settings, man pages,

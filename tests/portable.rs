@@ -10,10 +10,13 @@
 //!   stages exactly the files `make install` stages (same paths, modes, contents), rewrites the
 //!   cron file for PREFIX=/usr/local on a host without systemd, and `--uninstall` keeps the
 //!   settings.
+//! - `rpm_package`: `make rpm`, checked with `rpm -qp` (files, modes, %config(noreplace), the
+//!   binary's digest, requires, scriptlets) and rpmlint: only the findings that
+//!   packaging/rpm/rpmlint-accepted names and explains pass.
 //!
-//! They need cargo-zigbuild (`make zig-venv`) and binutils; missing, they skip with a reason, and
-//! fail under CI=true. The RPM is checked by tests/rpm.rs; the tarball's binary on Debian 11 and
-//! under cron by tests/systemd.rs.
+//! They need cargo-zigbuild (`make zig-venv`), binutils, and for the RPM cargo-generate-rpm, rpm
+//! and rpmlint; missing, they skip with a reason, and fail under CI=true. The tarball's binary on
+//! Debian 11 and under cron: tests/systemd.rs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -301,5 +304,235 @@ fn dist_tarball() {
         left,
         ["644 ./etc/wxtoken/wxtoken.conf"],
         "--uninstall leaves the settings only"
+    );
+}
+
+/// rpmlint from PyPI (`.ci/run`: a venv with Debian's python3-rpm), or one on PATH.
+fn rpmlint() -> Option<std::path::PathBuf> {
+    let venv = repo().join("target/rpmlint-venv/bin/rpmlint");
+    if venv.is_file() {
+        Some(venv)
+    } else if has_command("rpmlint") {
+        Some("rpmlint".into())
+    } else {
+        None
+    }
+}
+
+#[test]
+fn rpm_package() {
+    const TEST: &str = "rpm_package";
+    let has_generate_rpm = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["generate-rpm", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(require(TEST, has_zigbuild(), ZIGBUILD_MISSING)
+        && require(
+            TEST,
+            has_generate_rpm,
+            "cargo-generate-rpm is not installed (cargo install cargo-generate-rpm --locked)",
+        )
+        && require(
+            TEST,
+            has_command("rpm"),
+            "rpm is not installed (apt-get install rpm)",
+        )
+        && require(
+            TEST,
+            rpmlint().is_some(),
+            "rpmlint is not installed (apt-get install python3-rpm; python3 -m venv \
+             --system-site-packages target/rpmlint-venv; target/rpmlint-venv/bin/pip install rpmlint)",
+        ))
+    {
+        return;
+    }
+    let bin = portable_bin(TEST);
+    let out = make_in_repo(&["rpm"]).output().expect("run make rpm");
+    assert!(
+        out.status.success(),
+        "make rpm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpm = repo().join(format!(
+        "target/generate-rpm/wxtoken-{}-1.x86_64.rpm",
+        version()
+    ));
+    assert!(rpm.is_file(), "{} missing", rpm.display());
+    let q = |args: &[&str]| run_ok(Command::new("rpm").arg("-qp").args(args).arg(&rpm));
+
+    // The files, their modes, and which are %config(noreplace) ("cn") or %doc ("d").
+    let files = q(&[
+        "--qf",
+        "[%{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILENAMES}\\n]",
+    ]);
+    let mut files: Vec<String> = files
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = [
+        "-rw-r--r-- cn /etc/wxtoken/wxtoken.conf",
+        "-rwxr-xr-x /usr/bin/wxtoken",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken.service",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken.timer",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken.path",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken@.service",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken@.timer",
+        "-rw-r--r-- /usr/lib/systemd/system/wxtoken@.path",
+        "-rw-r--r-- /usr/lib/sysusers.d/wxtoken.conf",
+        "-rwxr-xr-x /usr/lib/wxtoken/hooks/memcached",
+        "-rwxr-xr-x /usr/lib/wxtoken/hooks/mysql-wx_token",
+        "-rw-r--r-- d /usr/share/doc/wxtoken/README.md",
+        "-rw-r--r-- d /usr/share/doc/wxtoken/wxtoken.conf.example",
+        "-rw-r--r-- d /usr/share/doc/wxtoken/wxtoken.cron",
+        "-rw-r--r-- /usr/share/bash-completion/completions/wxtoken",
+        "-rw-r--r-- /usr/share/zsh/site-functions/_wxtoken",
+        "-rw-r--r-- /usr/share/fish/vendor_completions.d/wxtoken.fish",
+        "-rw-r--r-- /usr/share/wxtoken/php/wxtoken.php",
+        "-rw-r--r-- /usr/share/wxtoken/python/wxtoken_reader.py",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let pages: Vec<String> = files
+        .iter()
+        .filter(|l| l.contains("/usr/share/man/man1/wxtoken"))
+        .cloned()
+        .collect();
+    assert!(
+        pages.contains(&"-rw-r--r-- d /usr/share/man/man1/wxtoken-refresh.1".to_string()),
+        "no wxtoken-refresh.1 in the RPM: {files:?}"
+    );
+    expected.extend(pages);
+    expected.sort();
+    assert_eq!(
+        files, expected,
+        "the RPM's files (rpm -qp --qf FILEMODES FILEFLAGS FILENAMES)"
+    );
+    let listed = q(&["-l"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == "/usr/lib/sysusers.d/wxtoken.conf")
+    );
+
+    // The binary is the portable build, byte for byte (the digest rpm recorded for it).
+    let dump = q(&["--dump"]);
+    let digest = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("/usr/bin/wxtoken "))
+        .and_then(|rest| rest.split_whitespace().nth(2))
+        .expect("/usr/bin/wxtoken in rpm --dump")
+        .to_string();
+    let sha = run_ok(Command::new("sha256sum").arg(&bin));
+    assert_eq!(
+        Some(digest.as_str()),
+        sha.split_whitespace().next(),
+        "the RPM's binary is not the portable build"
+    );
+
+    // Requires: nothing newer than glibc 2.17, and systemd.
+    let requires = q(&["--requires"]);
+    for l in requires.lines() {
+        if let Some(v) = l.split("(GLIBC_").nth(1) {
+            let v: Vec<u32> = v
+                .trim_end_matches(")(64bit)")
+                .split('.')
+                .map(|p| p.parse().unwrap_or(0))
+                .collect();
+            assert!(
+                (v[0], v.get(1).copied().unwrap_or(0)) <= (2, 17),
+                "requires glibc newer than 2.17: {l}"
+            );
+        }
+    }
+    assert!(
+        requires.lines().any(|l| l.trim() == "systemd"),
+        "{requires}"
+    );
+
+    // Scriptlets: the user, enable and start on install, stop and disable on erase.
+    let scripts = q(&["--scripts"]);
+    // `rpm --scripts` prints each as a "NAME scriptlet (using /bin/sh):" line, then its text.
+    let part = |name: &str| -> String {
+        let is_header = |l: &str| {
+            l.split_whitespace().nth(1) == Some("scriptlet") && l.trim_end().ends_with(':')
+        };
+        let mut lines = scripts
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{name} scriptlet")));
+        let header = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {name} scriptlet: {scripts}"));
+        let body: Vec<&str> = lines.take_while(|l| !is_header(l)).collect();
+        format!("{header}\n{}", body.join("\n"))
+    };
+    let post = part("postinstall");
+    for needle in [
+        "systemd-sysusers /usr/lib/sysusers.d/wxtoken.conf",
+        "useradd -r -g wxtoken",
+        "systemctl enable wxtoken.timer wxtoken.path",
+        "systemctl start wxtoken.timer wxtoken.path",
+    ] {
+        assert!(
+            post.contains(needle),
+            "postinstall lacks {needle:?}: {post}"
+        );
+    }
+    assert!(!post.contains("start wxtoken.service"), "{post}");
+    let preun = part("preuninstall");
+    for needle in [
+        "[ \"$1\" -eq 0 ]",
+        "systemctl disable wxtoken.timer wxtoken.path",
+        "systemctl stop 'wxtoken.timer'",
+    ] {
+        assert!(
+            preun.contains(needle),
+            "preuninstall lacks {needle:?}: {preun}"
+        );
+    }
+    // The scriptlets are valid sh.
+    for (name, text) in [("post", &post), ("preun", &preun)] {
+        let body: String = text.lines().skip(1).collect::<Vec<_>>().join("\n");
+        let st = Command::new("sh")
+            .args(["-n", "-c", &body])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{name}: sh -n failed");
+    }
+
+    // rpmlint: every finding must be one of packaging/rpm/rpmlint-accepted's.
+    let accepted_text =
+        std::fs::read_to_string(repo().join("packaging/rpm/rpmlint-accepted")).unwrap();
+    let accepted: Vec<&str> = accepted_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let lint = Command::new(rpmlint().unwrap()).arg(&rpm).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&lint.stdout).into_owned() + &String::from_utf8_lossy(&lint.stderr);
+    let findings: Vec<&str> = text.lines().filter(|l| l.starts_with("wxtoken")).collect();
+    assert!(
+        text.contains("1 packages and 0 specfiles checked"),
+        "rpmlint did not check the package: {text}"
+    );
+    let unexpected: Vec<&&str> = findings
+        .iter()
+        .filter(|l| {
+            let name = l
+                .split(": ")
+                .nth(2)
+                .and_then(|r| r.split_whitespace().next());
+            !name.is_some_and(|n| accepted.contains(&n))
+        })
+        .collect();
+    pkg::show(&format!(
+        "==== {TEST}: rpmlint findings (accepted: packaging/rpm/rpmlint-accepted)\n{}",
+        findings.join("\n")
+    ));
+    assert!(
+        unexpected.is_empty(),
+        "rpmlint findings not accepted in packaging/rpm/rpmlint-accepted: {unexpected:#?}"
     );
 }
