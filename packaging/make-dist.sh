@@ -31,8 +31,8 @@ install -Dpm0644 "$repo/contrib/php/wxtoken.php" "$t/contrib/php/wxtoken.php"
 install -Dpm0644 "$repo/contrib/python/wxtoken_reader.py" "$t/contrib/python/wxtoken_reader.py"
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
 (cd "$stage" && tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
-    --format=gnu -cf - "$name") | gzip -n -9 >"$outdir/$name.tar.gz.tmp"
-mv -f "$outdir/$name.tar.gz.tmp" "$outdir/$name.tar.gz"
+    --format=gnu -cf - "$name") | gzip -n -9 >"$outdir/$name.tar.gz.tmp.$$"
+mv -f "$outdir/$name.tar.gz.tmp.$$" "$outdir/$name.tar.gz"
 (cd "$outdir" && sha256sum "$name.tar.gz" >"$name.tar.gz.sha256")
 echo "$outdir/$name.tar.gz: $(stat -c %s "$outdir/$name.tar.gz") bytes"
 cat "$outdir/$name.tar.gz.sha256"
