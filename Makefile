@@ -31,8 +31,13 @@
 # FISHCOMPDIR=/etc/fish/completions).
 #
 # DESTDIR stages the files into another root (a package build, a container image): then nothing
-# runs on this host; otherwise install also creates the wxtoken user (systemd-sysusers) and reloads
-# systemd. The binary is taken from $(CARGO_TARGET_DIR)/release (override with BIN=path).
+# runs on this host; otherwise install also runs packaging/install.sh --host-setup (the tarball's
+# installer does the same): with systemd running, systemd-sysusers creates the wxtoken user and
+# systemd is reloaded; without, groupadd/useradd create it, /var/lib/wxtoken is made (wxtoken,
+# 0750) and /etc/cron.d/wxtoken runs the refresh every minute (docs/PACKAGING.md). Besides the
+# units and docs, install puts the --on-change hooks in $(HOOKDIR) (where the example settings
+# name them), the PHP and Python readers in $(READERDIR), and the cron file as an example in
+# $(DOCDIR). The binary is taken from $(CARGO_TARGET_DIR)/release (override with BIN=path).
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
