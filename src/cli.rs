@@ -21,6 +21,16 @@ pub const DEFAULT_OUT: &str = "/var/lib/wxtoken/access_token.json";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Read settings from FILE as systemd's EnvironmentFile= does (/etc/wxtoken/wxtoken.conf on a
+    /// host without systemd): a flag, then its variable, then the file. Unknown keys are refused.
+    #[arg(long, global = true, env = crate::conffile::ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log warnings and errors only: a healthy run prints nothing (for cron).
+    #[arg(short, long, global = true, env = "WXTOKEN_QUIET",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub quiet: bool,
 }
 
 // Parsed once per process: the size of the biggest variant costs nothing.

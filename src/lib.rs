@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod check;
 pub mod cli;
+pub mod conffile;
 pub mod config;
 pub mod deadline;
 pub mod error;

@@ -65,6 +65,8 @@ struct Redacting {
     filter: env_filter::Filter,
     /// stderr is the journal (`JOURNAL_STREAM` set): each line starts with its syslog priority.
     journal: bool,
+    /// --quiet: nothing above warn, whatever RUST_LOG's directives allow.
+    cap: log::LevelFilter,
 }
 
 impl Log for Redacting {
@@ -75,7 +77,7 @@ impl Log for Redacting {
     fn log(&self, record: &Record<'_>) {
         use std::fmt::Write as _;
         use std::io::Write as _;
-        if !self.filter.matches(record) || is_wire_dump(record) {
+        if !self.filter.matches(record) || record.level() > self.cap || is_wire_dump(record) {
             return;
         }
         let mut out = String::new();
@@ -135,16 +137,28 @@ fn priority(level: log::Level) -> u8 {
 /// terminal does not need them for a one-second run. Under systemd (stderr is the journal:
 /// `JOURNAL_STREAM` set) each line also starts with its syslog priority, so
 /// `journalctl -p err -u wxtoken` finds the errors.
-pub fn init() {
+/// `quiet` (--quiet): warnings and errors only, whatever RUST_LOG says.
+pub fn init(quiet: bool) {
     let mut builder = env_filter::Builder::new();
     match std::env::var("RUST_LOG") {
         Ok(spec) => builder.parse(&spec),
         Err(_) => builder.filter_level(log::LevelFilter::Info),
     };
     let filter = builder.build();
-    let max = filter.filter();
+    let cap = if quiet {
+        log::LevelFilter::Warn
+    } else {
+        log::LevelFilter::Trace
+    };
+    let max = filter.filter().min(cap);
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    if log::set_boxed_logger(Box::new(Redacting { filter, journal })).is_ok() {
+    if log::set_boxed_logger(Box::new(Redacting {
+        filter,
+        journal,
+        cap,
+    }))
+    .is_ok()
+    {
         log::set_max_level(max);
     }
     if max > log::STATIC_MAX_LEVEL {

@@ -1,8 +1,9 @@
-//! `wxtoken`: parses the command line, runs the subcommand, and maps its result to an exit status.
+//! `wxtoken`: reads the command line (and `--config`'s file), runs the subcommand, and maps its
+//! result to an exit status.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use wxtoken::cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -10,9 +11,23 @@ fn main() -> ExitCode {
     // A usage error is printed by clap and exits 2, as every clap/getopt tool does; for `status`
     // it exits 3, a monitoring plugin's UNKNOWN (2 would read as CRITICAL).
     let usage = wxtoken::cli::usage_exit_code(&args);
-    let cli =
-        Cli::try_parse_from(args).unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e, usage));
-    wxtoken::logging::init();
+    let mut cmd = Cli::command();
+    // The settings file's values become the flags' defaults: a flag, then its variable, win.
+    if let Some(path) = wxtoken::conffile::find_path(&args) {
+        cmd = match wxtoken::conffile::apply(cmd, &path) {
+            Ok(cmd) => cmd,
+            // A typo in the file must not be ignored: 78, as any configuration error.
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(78);
+            }
+        };
+    }
+    let cli = cmd
+        .try_get_matches_from_mut(args)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+        .unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e.format(&mut cmd), usage));
+    wxtoken::logging::init(cli.quiet);
     let result = match &cli.command {
         Command::Refresh(args) => wxtoken::run::refresh(args),
         Command::Status(args) => wxtoken::status::run(args),

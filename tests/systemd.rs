@@ -15,7 +15,13 @@
 //!   conffile, remove and purge (tests/systemd/check-deb-inside.sh). Needs cargo-deb
 //!   (`cargo install cargo-deb`); WXTOKEN_TEST_DEB=0 skips it, in CI too.
 //!
-//! The two container tests leave this machine (debootstrap downloads Debian packages, ~250 MB kept
+//! - `tarball_binary_on_debian_11`, `tarball_install_under_cron_without_systemd`: the release
+//!   tarball (`make dist`) in a cached Debian 11 root entered with systemd-nspawn, not booted
+//!   (tests/systemd/reach.sh): the portable binary runs where the native one fails with
+//!   "GLIBC_2.3x not found", and install.sh without systemd sets up cron, whose run writes the
+//!   token and mails nothing. Need cargo-zigbuild (`make zig-venv`) besides the container tools.
+//!
+//! The container tests leave this machine (debootstrap downloads Debian packages, ~250 MB kept
 //! in /var/cache/wxtoken-test): they run only with WXTOKEN_TEST_SYSTEMD=1, which .ci/run sets, and
 //! print SKIPPED otherwise, under CI=true too. A missing tool (or not being root, for them) skips a
 //! test with a printed reason; with CI=true it fails it instead, so CI cannot pass without running
@@ -25,6 +31,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+mod pkg;
+use pkg::{ZIGBUILD_MISSING, has_zigbuild, make_in_repo};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -252,30 +261,19 @@ fn deb_package_under_systemd_nspawn() {
             TEST,
             has_cargo_deb,
             "cargo-deb is not installed (cargo install cargo-deb --locked; or WXTOKEN_TEST_DEB=0)",
-        ))
+        )
+        && require(TEST, has_zigbuild(), ZIGBUILD_MISSING))
     {
         return;
     }
 
-    // The man pages and completions first, where Cargo.toml's assets take them from (the README's
-    // commands: `cargo run --example gen-docs`, then `cargo deb`).
-    let status = Command::new(gen_docs())
-        .arg(repo().join("target/assets"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("run gen-docs");
-    assert!(status.success(), "gen-docs failed");
-    // A release build (about a minute on 2 cores from scratch) packed by cargo-deb, which prints
-    // the path of the .deb as its last line.
+    // `make deb`: the portable build (cargo zigbuild, glibc 2.17; about 1.5 min on 2 cores from
+    // scratch), the man pages and completions where Cargo.toml's assets take them from, then
+    // cargo-deb, which prints the path of the .deb as its last line.
     let started = Instant::now();
-    let out = cargo()
-        .args(["deb", "--locked"])
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo deb");
+    let out = make_in_repo(&["deb"]).output().expect("run make deb");
     show(&format!(
-        "==== {TEST}: cargo deb ({:.0} s)\n{}",
+        "==== {TEST}: make deb ({:.0} s)\n{}",
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&out.stderr)
             .lines()
@@ -283,7 +281,7 @@ fn deb_package_under_systemd_nspawn() {
             .collect::<Vec<_>>()
             .join("\n")
     ));
-    assert!(out.status.success(), "cargo deb failed");
+    assert!(out.status.success(), "make deb failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let deb = stdout
         .lines()
@@ -297,4 +295,91 @@ fn deb_package_under_systemd_nspawn() {
     cmd.args(["deb", &deb])
         .env("WXTOKEN_FAKE_BIN", fake_wechat());
     run_script(TEST, cmd, E2E_LIMIT_SECS);
+}
+
+/// `make dist` once for this test binary: the release tarball both reach tests unpack.
+fn dist_tarball(test: &str) -> PathBuf {
+    static DIST: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIST.get_or_init(|| {
+        let started = Instant::now();
+        let out = make_in_repo(&["dist"]).output().expect("run make dist");
+        show(&format!(
+            "==== {test}: make dist ({:.0} s)\n{}",
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+        assert!(
+            out.status.success(),
+            "make dist failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let path = stdout
+            .lines()
+            .find_map(|l| l.split(": ").next().filter(|p| p.ends_with(".tar.gz")))
+            .unwrap_or_else(|| panic!("no tarball in make dist's output: {stdout}"));
+        repo().join(path)
+    })
+    .clone()
+}
+
+/// What the reach tests need: root, systemd-nspawn, the cached Debian 11 root or debootstrap,
+/// make, cargo-zigbuild (the tarball's portable binary).
+fn reach_requirements(test: &str) -> bool {
+    let cache_root =
+        std::env::var("WXTOKEN_TEST_CACHE").unwrap_or_else(|_| "/var/cache/wxtoken-test".into());
+    let cached = Path::new(&cache_root).join("bullseye-cron").is_dir();
+    require(test, is_root(), "needs root (systemd-nspawn, debootstrap)")
+        && require(
+            test,
+            has_command("systemd-nspawn"),
+            "systemd-nspawn is not installed (apt-get install systemd-container)",
+        )
+        && require(
+            test,
+            cached || has_command("debootstrap"),
+            "debootstrap is not installed and no cached root exists (apt-get install debootstrap)",
+        )
+        && require(test, has_command("make"), "make is not installed")
+        && require(test, has_zigbuild(), ZIGBUILD_MISSING)
+}
+
+// Cold: ~40 s of debootstrap (bullseye minbase + cron, ~140 MB kept); the cron test waits up to
+// 75 s for cron's minute.
+const REACH_LIMIT_SECS: u64 = 600;
+
+/// The tarball's binary on Debian 11 (glibc 2.31): `--version`, a refresh against the fake, and
+/// the control: this run's natively built binary (glibc 2.36's symbols) fails there with
+/// "GLIBC_2.3x not found" (tests/systemd/reach.sh, reach-inside.sh).
+#[test]
+fn tarball_binary_on_debian_11() {
+    const TEST: &str = "tarball_binary_on_debian_11";
+    if !(systemd_tests_asked(TEST) && reach_requirements(TEST)) {
+        return;
+    }
+    let tarball = dist_tarball(TEST);
+    let mut cmd = timeout_cmd(REACH_LIMIT_SECS, &script("reach.sh"));
+    cmd.arg("portable")
+        .arg(&tarball)
+        .arg(env!("CARGO_BIN_EXE_wxtoken"))
+        .env("WXTOKEN_FAKE_BIN", fake_wechat());
+    run_script(TEST, cmd, REACH_LIMIT_SECS);
+}
+
+/// The tarball's install.sh on Debian 11 where systemd does not run: the user and group
+/// (groupadd/useradd), /var/lib/wxtoken, /etc/cron.d/wxtoken; Debian's cron started there writes
+/// the token (wxtoken:wxtoken 0640) within ~70 s and mails nothing (a stand-in sendmail keeps what
+/// cron sends; a canary job's mail proves it would see one).
+#[test]
+fn tarball_install_under_cron_without_systemd() {
+    const TEST: &str = "tarball_install_under_cron_without_systemd";
+    if !(systemd_tests_asked(TEST) && reach_requirements(TEST)) {
+        return;
+    }
+    let tarball = dist_tarball(TEST);
+    let mut cmd = timeout_cmd(REACH_LIMIT_SECS, &script("reach.sh"));
+    cmd.arg("cron")
+        .arg(&tarball)
+        .env("WXTOKEN_FAKE_BIN", fake_wechat());
+    run_script(TEST, cmd, REACH_LIMIT_SECS);
 }

@@ -47,6 +47,11 @@ expected_local="644 ./etc/wxtoken/wxtoken.conf
 644 ./usr/local/lib/systemd/system/wxtoken@.timer
 644 ./usr/local/lib/sysusers.d/wxtoken.conf
 644 ./usr/local/share/doc/wxtoken/wxtoken.conf.example
+644 ./usr/local/share/doc/wxtoken/wxtoken.cron
+755 ./usr/local/lib/wxtoken/hooks/memcached
+755 ./usr/local/lib/wxtoken/hooks/mysql-wx_token
+644 ./usr/local/share/wxtoken/php/wxtoken.php
+644 ./usr/local/share/wxtoken/python/wxtoken_reader.py
 755 ./usr/local/bin/wxtoken
 644 ./usr/local/share/doc/wxtoken/README.md
 644 ./usr/local/share/bash-completion/completions/wxtoken
@@ -83,6 +88,14 @@ expect "PREFIX=/usr/local: ExecStart= of both services" \
 ExecStart=/usr/local/bin/wxtoken refresh" \
     "$(grep -h '^ExecStart=' "$d/usr/local/lib/systemd/system/wxtoken.service" "$d/usr/local/lib/systemd/system/wxtoken@.service")"
 if grep -rq '/usr/bin/wxtoken' "$d/usr/local/lib/systemd/system"; then fail "units still name /usr/bin/wxtoken"; else ok "no unit names /usr/bin/wxtoken"; fi
+
+# The example settings and the cron file name where this PREFIX put the hooks and the binary.
+expect "PREFIX=/usr/local: wxtoken.conf names the installed hooks" \
+    "#WXTOKEN_ON_CHANGE=/usr/local/lib/wxtoken/hooks/memcached" \
+    "$(grep '^#WXTOKEN_ON_CHANGE=' "$d/etc/wxtoken/wxtoken.conf")"
+expect "PREFIX=/usr/local: the cron example names the installed binary" \
+    "* * * * * wxtoken /usr/local/bin/wxtoken refresh --config /etc/wxtoken/wxtoken.conf --quiet" \
+    "$(grep '^\* ' "$d/usr/local/share/doc/wxtoken/wxtoken.cron")"
 
 # An admin's settings survive a reinstall.
 echo "WXTOKEN_APPID=wxadmin" >"$d/etc/wxtoken/wxtoken.conf"

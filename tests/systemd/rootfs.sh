@@ -2,6 +2,8 @@
 # Build (once) and print the path of a cached minimal Debian 12 root for the systemd end-to-end test.
 #
 #   tests/systemd/rootfs.sh            -> prints the cache directory (building it when missing)
+#   tests/systemd/rootfs.sh bullseye   -> the same for a Debian 11 root with cron (tests/systemd/
+#                                         reach.sh: the portable binary and the cron install)
 #
 # Environment:
 #   WXTOKEN_TEST_CACHE   cache root (default /var/cache/wxtoken-test); the tree is <cache>/bookworm
@@ -13,14 +15,28 @@
 # records what was asked for; a different request (new package list) rebuilds.
 set -euo pipefail
 
-SUITE=bookworm
-# man-db, bash-completion, zsh, fish: the checks ask them whether they find the installed man pages
-# and completions (fish brings python3: about 70 MB more than systemd alone).
-INCLUDE=systemd,systemd-sysv,dbus,man-db,bash-completion,zsh,fish
-STAMP_CONTENT="suite=$SUITE variant=minbase include=$INCLUDE v2"
+case ${1:-bookworm} in
+bookworm)
+    SUITE=bookworm
+    # man-db, bash-completion, zsh, fish: the checks ask them whether they find the installed man
+    # pages and completions (fish brings python3: about 70 MB more than systemd alone).
+    INCLUDE=systemd,systemd-sysv,dbus,man-db,bash-completion,zsh,fish
+    STAMP_CONTENT="suite=$SUITE variant=minbase include=$INCLUDE v2"
+    NAME=$SUITE
+    ;;
+bullseye)
+    # Debian 11 (glibc 2.31): older than the build host's glibc, newer than 2.17. cron for the
+    # install without systemd; no systemd runs there (it is not booted).
+    SUITE=bullseye
+    INCLUDE=cron
+    STAMP_CONTENT="suite=$SUITE variant=minbase include=$INCLUDE v1"
+    NAME=bullseye-cron
+    ;;
+*) echo "rootfs.sh: unknown root '$1' (bookworm, bullseye)" >&2; exit 2 ;;
+esac
 
 cache_root=${WXTOKEN_TEST_CACHE:-/var/cache/wxtoken-test}
-tree=$cache_root/$SUITE
+tree=$cache_root/$NAME
 stamp=.wxtoken-test-rootfs
 
 log() { echo "rootfs: $*" >&2; }
@@ -61,15 +77,17 @@ if [ -f "$tree/$stamp" ] && [ "$(cat "$tree/$stamp")" = "$STAMP_CONTENT" ]; then
 fi
 
 mirror=${WXTOKEN_TEST_MIRROR:-$(find_mirror | head -n1)}
+# This machine's sources name only its own release: the mirror of bookworm carries bullseye too.
+[ -n "$mirror" ] || [ "$SUITE" = bookworm ] || mirror=$(SUITE=bookworm find_mirror | head -n1)
 if [ -z "$mirror" ]; then
     log "no Debian $SUITE mirror found in /etc/apt/sources.list*; set WXTOKEN_TEST_MIRROR"
     exit 3
 fi
 
 # Leftovers of killed builds.
-rm -rf "$cache_root/$SUITE".tmp.* "$cache_root/$SUITE".old.*
+rm -rf "$cache_root/$NAME".tmp.* "$cache_root/$NAME".old.*
 
-tmp=$(mktemp -d "$cache_root/$SUITE.tmp.XXXXXX")
+tmp=$(mktemp -d "$cache_root/$NAME.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 143' TERM INT HUP
 log "debootstrap $SUITE (minbase, +$INCLUDE) from $mirror into $tmp"
@@ -84,9 +102,9 @@ fi
 rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"*_Packages
 echo "$STAMP_CONTENT" >"$tmp/root/$stamp"
 if [ -e "$tree" ]; then
-    mv "$tree" "$cache_root/$SUITE.old.$$"
+    mv "$tree" "$cache_root/$NAME.old.$$"
 fi
 mv "$tmp/root" "$tree"
-rm -rf "$cache_root/$SUITE.old.$$"
+rm -rf "$cache_root/$NAME.old.$$"
 log "built in $(( $(date +%s) - start )) s"
 echo "$tree"
