@@ -6,7 +6,7 @@
 # requires that no test reported (a skipped test: not root, a tool missing) is listed and makes
 # the script exit 1.
 # Usage: bench/faults.sh [cargo test selection, e.g. --test files] (default: every test file; the
-# systemd-nspawn tests stay off unless WXTOKEN_TEST_SYSTEMD=1). Run as root for the tmpfs cases.
+# systemd-nspawn tests are #[ignore]d and stay off). Run as root for the tmpfs cases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/splice.sh

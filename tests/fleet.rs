@@ -662,6 +662,7 @@ print(json.dumps({"token": client.access_token, "fetches": len(fetches), "answer
 "#;
 
 #[test]
+#[ignore = "needs the real wechatpy in target/wechatpy-venv (as .ci/run makes it): cargo test -- --include-ignored"]
 fn wechatpy_uses_the_published_token_and_never_fetches() {
     let Some(redis) = Redis::start() else { return };
     let Some(python) = wechatpy_python() else {
