@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
-    Refresh(RefreshArgs),
+    Refresh(RefreshCmd),
     /// Check the token file, the ticket files and the last runs, as a monitoring plugin: exit 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Reads only: no lock, no network, never the token.
     Status(StatusArgs),
@@ -50,6 +50,20 @@ pub enum Command {
     /// one PASS / FAIL / SKIP line per item, every item checked. Exit 0 when nothing failed, 78
     /// otherwise. Writes nothing (the write test creates and removes a temp file).
     Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshCmd {
+    #[command(flatten)]
+    pub args: RefreshArgs,
+
+    /// Stay in the foreground and run every SECONDS, each run exactly a timer's (same lock,
+    /// decisions and files), for supervisors and containers without systemd. A report of the
+    /// current token is acted on within a second; SIGTERM or SIGINT ends it after the run under
+    /// way (exit 0); a temporary failure is retried 30 s later; a configuration error exits 78.
+    #[arg(long, env = "WXTOKEN_EVERY", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: Option<u64>,
 }
 
 #[derive(Debug, Args)]

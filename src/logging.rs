@@ -9,33 +9,54 @@ use std::sync::{Mutex, PoisonError};
 
 use log::{Log, Metadata, Record};
 
-/// (needle, replacement) pairs, applied to every log line.
-static SCRUB: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+/// What every log line is scrubbed of: each secret in every spelling it travels in (replaced by
+/// `***`), and the tokens seen (replaced by their masked form).
+struct Needles {
+    secrets: Vec<String>,
+    /// The most recent [`KEPT_TOKENS`]: a process that runs for months (`refresh --every`) sees
+    /// a new token every two hours, and a token that old is dead anyway.
+    tokens: std::collections::VecDeque<(String, String)>,
+}
 
-fn add(needle: String, replacement: &str) {
-    if needle.is_empty() {
-        return;
-    }
-    let mut scrub = SCRUB.lock().unwrap_or_else(PoisonError::into_inner);
-    if !scrub.iter().any(|(n, _)| *n == needle) {
-        scrub.push((needle, replacement.to_string()));
-        // Longest first, so a needle that contains another is replaced whole.
-        scrub.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+const KEPT_TOKENS: usize = 32;
+
+static NEEDLES: Mutex<Needles> = Mutex::new(Needles {
+    secrets: Vec::new(),
+    tokens: std::collections::VecDeque::new(),
+});
+
+fn needles() -> std::sync::MutexGuard<'static, Needles> {
+    NEEDLES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn add_secret(needle: String) {
+    let mut n = needles();
+    if !needle.is_empty() && !n.secrets.contains(&needle) {
+        n.secrets.push(needle);
+        // Longest first, so a spelling that contains another is replaced whole.
+        n.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 }
 
 /// Never let `secret` reach the log, in any of the spellings it travels in.
 pub fn register_secret(secret: &str) {
-    add(secret.to_string(), "***");
-    add(crate::vocab::url_encode(secret), "***");
+    add_secret(secret.to_string());
+    add_secret(crate::vocab::url_encode(secret));
     if let Ok(json) = serde_json::to_string(secret) {
-        add(json.trim_matches('"').to_string(), "***");
+        add_secret(json.trim_matches('"').to_string());
     }
 }
 
 /// Let `token` appear in the log only masked.
 pub fn register_token(token: &str) {
-    add(token.to_string(), &mask(token));
+    let mut n = needles();
+    if token.is_empty() || n.tokens.iter().any(|(t, _)| t == token) {
+        return;
+    }
+    if n.tokens.len() == KEPT_TOKENS {
+        n.tokens.pop_front();
+    }
+    n.tokens.push_back((token.to_string(), mask(token)));
 }
 
 /// The first 6 characters and the length: enough to tell tokens apart, useless to an attacker.
@@ -45,11 +66,13 @@ pub fn mask(token: &str) -> String {
 }
 
 pub fn scrub(text: &str) -> String {
-    let scrub = SCRUB.lock().unwrap_or_else(PoisonError::into_inner);
+    let n = needles();
     let mut out = text.to_string();
-    for (needle, replacement) in scrub.iter() {
-        if out.contains(needle.as_str()) {
-            out = out.replace(needle.as_str(), replacement);
+    let secrets = n.secrets.iter().map(|s| (s.as_str(), "***"));
+    let tokens = n.tokens.iter().map(|(t, m)| (t.as_str(), m.as_str()));
+    for (needle, replacement) in secrets.chain(tokens) {
+        if out.contains(needle) {
+            out = out.replace(needle, replacement);
         }
     }
     out

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|e| wxtoken::cli::exit_on_parse_error(e.format(&mut cmd), usage));
     wxtoken::logging::init(cli.quiet);
     let result = match &cli.command {
-        Command::Refresh(args) => wxtoken::run::refresh(args),
+        Command::Refresh(r) => match r.every {
+            Some(period) => wxtoken::run::every(&r.args, period),
+            None => wxtoken::run::refresh(&r.args),
+        },
         Command::Status(args) => wxtoken::status::run(args),
         Command::ReportStale(args) => wxtoken::report::run(args),
         Command::Check(args) => wxtoken::check::run(args),

@@ -1053,7 +1053,7 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
         &url,
     ])
     .unwrap();
-    let wxtoken::cli::Command::Refresh(args) = cli.command else {
+    let wxtoken::cli::Command::Refresh(wxtoken::cli::RefreshCmd { args, .. }) = cli.command else {
         unreachable!()
     };
     let fc =

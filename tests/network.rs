@@ -735,7 +735,7 @@ mod probe {
             "0",
         ])
         .unwrap();
-        let Sub::Refresh(args) = cli.command else {
+        let Sub::Refresh(wxtoken::cli::RefreshCmd { args, .. }) = cli.command else {
             unreachable!()
         };
         Config::from_args(&args).unwrap()

@@ -2,7 +2,10 @@
 //! probe or fetch, publish only what is better; then the tickets.
 
 mod deliver;
+mod every;
 mod obtain;
+
+pub use every::every;
 
 use std::process::ExitCode;
 
