@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use crate::accounts;
 use crate::cli::{CheckArgs, RefreshArgs};
+use crate::clock::{secs_until, unix_now};
 use crate::config::fleet::FleetConfig;
 use crate::config::{self, Config};
 use crate::deadline::Deadline;
@@ -27,17 +28,16 @@ use crate::store::run_state::STATE_NAME;
 use crate::store::{self, Format, LOCK_NAME};
 use crate::tickets;
 use crate::trust;
-use crate::vocab::{secs_until, unix_now};
 use crate::wechat::{Client, Context, Probe, Purpose};
 
 /// The lines printed so far and how many of each.
-struct Report {
+struct Tally {
     failed: u32,
     passed: u32,
     skipped: u32,
 }
 
-impl Report {
+impl Tally {
     fn line(&mut self, tag: &str, item: &str, text: impl Display) {
         // Every message is built from names and paths, never from the secret; scrub anyway, as
         // the logger does, so that no future message can leak it.
@@ -62,7 +62,7 @@ impl Report {
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let a = &args.refresh;
-    let mut r = Report {
+    let mut r = Tally {
         failed: 0,
         passed: 0,
         skipped: 0,
@@ -150,7 +150,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
 
 /// The trust store a refresh would load, read the same way; only plain http (loopback) bases
 /// need none.
-fn check_trust(r: &mut Report, checked: &config::Checked) {
+fn check_trust(r: &mut Tally, checked: &config::Checked) {
     if !checked.needs_trust {
         return;
     }
@@ -269,7 +269,7 @@ fn directories(a: &RefreshArgs, gid: Option<u32>) -> Vec<Dir> {
     dirs
 }
 
-fn check_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
+fn check_dir(r: &mut Tally, dir: &Dir, units: Option<&Units>, user: &str) {
     let shown = dir.path.display();
     if let Some(units) = units {
         units.check(r, &dir.path);
@@ -322,7 +322,7 @@ fn check_lock(path: &Path) -> std::result::Result<&'static str, String> {
     }
 }
 
-fn missing_dir(r: &mut Report, dir: &Dir, units: Option<&Units>, user: &str) {
+fn missing_dir(r: &mut Tally, dir: &Dir, units: Option<&Units>, user: &str) {
     let shown = dir.path.display();
     if !dir.outputs {
         return r.fail(
@@ -396,7 +396,7 @@ fn may_write(dir: &Path) -> bool {
 
 /// What is at `path` now, and whether this user can replace it: a temp file beside it, created
 /// exactly as a refresh prepares one (name, mode, group, reserved space), then removed.
-fn check_file(r: &mut Report, path: &Path, mode: u32, gid: Option<u32>, user: &str) {
+fn check_file(r: &mut Tally, path: &Path, mode: u32, gid: Option<u32>, user: &str) {
     let now = match fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => format!("a regular file of {} bytes", m.len()),
         // A special file: the error below says what it is.
@@ -549,7 +549,7 @@ impl Units {
     }
 
     /// Can the service write `dir`, as far as these lines say?
-    fn check(&self, r: &mut Report, dir: &Path) {
+    fn check(&self, r: &mut Tally, dir: &Path) {
         let files = self
             .files
             .iter()
@@ -661,7 +661,7 @@ fn cat_config(root: &Path, name: &str) -> std::result::Result<Vec<(PathBuf, Stri
 
 /// One token fetch and one probe, with the run's own client, writing nothing: no token file, no
 /// run state, no lock.
-fn online(r: &mut Report, args: &CheckArgs, checked: &config::Checked) {
+fn online(r: &mut Tally, args: &CheckArgs, checked: &config::Checked) {
     let Some(cfg) = &checked.config else {
         return r.skip(
             "online",
@@ -689,11 +689,11 @@ fn online(r: &mut Report, args: &CheckArgs, checked: &config::Checked) {
         purpose: Purpose::Token,
     };
     let api = cfg.api.name();
-    let state = cfg.store.state.display();
+    let state = cfg.store.primary.display();
     let now = unix_now();
     let file_token = cfg
         .store
-        .read_state()
+        .read_primary()
         .filter(|t| t.appid == cfg.appid && t.api == api);
     let token = if cfg.api.fetch_retires_previous() && !args.yes_retire_current_token {
         r.skip(
@@ -772,7 +772,7 @@ fn online(r: &mut Report, args: &CheckArgs, checked: &config::Checked) {
 
 /// Connects to the fleet's Redis as a run would and reads the fleet's token, writing nothing: no
 /// lock, no publish.
-fn online_redis(r: &mut Report, cfg: &Config, fc: &FleetConfig, deadline: &Deadline) {
+fn online_redis(r: &mut Tally, cfg: &Config, fc: &FleetConfig, deadline: &Deadline) {
     let mut fleet = match Fleet::connect(fc, deadline) {
         Ok(f) => f,
         Err(e) => return r.fail("online redis", e),

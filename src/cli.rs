@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::vocab::{Api, TicketType};
+use crate::api::{Api, TicketType};
 
 pub const DEFAULT_OUT: &str = "/var/lib/wxtoken/access_token.json";
 
@@ -291,7 +291,7 @@ pub struct RefreshArgs {
 
 fn parse_digest(s: &str) -> Result<String, String> {
     let d = s.to_ascii_lowercase();
-    if d == "-" || crate::vocab::is_digest(&d) {
+    if d == "-" || crate::api::is_digest(&d) {
         Ok(d)
     } else {
         Err(format!(
@@ -340,4 +340,48 @@ pub fn exit_on_parse_error(e: clap::Error, usage: u8) -> ! {
     }
     let _ = e.print();
     std::process::exit(usage.into())
+}
+
+// The domain's enums as command-line values: their names and help live here, so `api` knows
+// nothing of clap.
+impl clap::ValueEnum for Api {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Api::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Api::Stable => {
+                "POST /cgi-bin/stable_token (normal mode): every caller gets the same token; \
+                 recommended"
+            }
+            Api::Legacy => {
+                "GET /cgi-bin/token: every fetch issues a new token and retires the old one after \
+                 5 minutes"
+            }
+            Api::Wecom => {
+                "GET /cgi-bin/gettoken on the WeCom host; --appid is the corpid, the secret the \
+                 corpsecret"
+            }
+        };
+        Some(clap::builder::PossibleValue::new(self.name()).help(help))
+    }
+}
+
+impl clap::ValueEnum for TicketType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &TicketType::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            TicketType::Jsapi => {
+                "JS-SDK signature ticket (Official Account: getticket?type=jsapi; WeCom: \
+                 get_jsapi_ticket)"
+            }
+            TicketType::WxCard => "Card ticket, Official Accounts only (getticket?type=wx_card)",
+            TicketType::AgentConfig => "WeCom agent JS-SDK ticket (ticket/get?type=agent_config)",
+        };
+        Some(clap::builder::PossibleValue::new(self.name()).help(help))
+    }
 }

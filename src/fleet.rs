@@ -22,13 +22,14 @@ use log::{debug, warn};
 use redis::{Client, Connection, FromRedisValue, RedisError};
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Api, TicketType, validate_token};
+use crate::clock::{implausible, secs_until};
 use crate::config::fleet::FleetConfig;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sdk::Entry;
 use crate::store::TokenFile;
 use crate::store::ticket_file::TicketFile;
-use crate::vocab::{Api, TicketType, implausible, secs_until, validate_token};
 
 /// One connect or one command. Redis answers in milliseconds on a LAN: a longer wait is an outage,
 /// and the run's `--max-time` bounds it anyway.
@@ -175,7 +176,7 @@ impl Fleet {
             token,
             raw,
             probe: probe.and_then(|p| serde_json::from_str(&p).ok()),
-            report: report.filter(|d| crate::vocab::is_digest(d)),
+            report: report.filter(|d| crate::api::is_digest(d)),
         })
     }
 
@@ -270,7 +271,7 @@ impl Fleet {
     /// Publishes `t` as the fleet's token if Redis still holds what this run decided from.
     /// Ok(false): someone else's token is there now (it stays).
     pub fn publish(&mut self, t: &TokenFile, now: u64) -> Result<bool> {
-        let left = crate::vocab::secs_until(t.expires_at, now);
+        let left = crate::clock::secs_until(t.expires_at, now);
         if left <= 0 {
             return Ok(false);
         }

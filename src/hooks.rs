@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
+use crate::api::digest;
+use crate::clock::{secs_until, unix_now};
 use crate::config::Config;
 use crate::config::hooks::Hook;
 use crate::deadline::Deadline;
@@ -25,7 +27,6 @@ use crate::logging::register_token;
 use crate::store::TokenFile;
 use crate::store::run_state::{PendingHook, RunState};
 use crate::tickets;
-use crate::vocab::{digest, secs_until, unix_now};
 
 /// A hook never runs longer than this, nor past the run's `--max-time`.
 pub const HOOK_TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -57,7 +58,7 @@ fn items(cfg: &Config, token: &TokenFile) -> Vec<Item> {
     let mut items = vec![Item {
         name: "token".into(),
         var: "WXTOKEN_FILE".into(),
-        path: absolute(&cfg.store.state),
+        path: absolute(&cfg.store.primary),
         digest: digest(&format!("{} {}", token.access_token, token.expires_at)),
     }];
     for &ty in &cfg.tickets {

@@ -8,8 +8,10 @@
 //! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
 
 pub mod accounts;
+pub mod api;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod conffile;
 pub mod config;
 pub mod deadline;
@@ -24,7 +26,7 @@ pub mod run;
 pub mod sdk;
 pub mod status;
 pub mod store;
+pub mod text;
 pub mod tickets;
 pub mod trust;
-pub mod vocab;
 pub mod wechat;

@@ -41,7 +41,7 @@ fn add_secret(needle: String) {
 /// Never let `secret` reach the log, in any of the spellings it travels in.
 pub fn register_secret(secret: &str) {
     add_secret(secret.to_string());
-    add_secret(crate::vocab::url_encode(secret));
+    add_secret(crate::text::url_encode(secret));
     if let Ok(json) = serde_json::to_string(secret) {
         add_secret(json.trim_matches('"').to_string());
     }

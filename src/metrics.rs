@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::clock::unix_now;
 use crate::error::Result;
 use crate::store::TokenFile;
 use crate::store::atomic::write_atomic;
 use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState, Verdict};
-use crate::vocab::unix_now;
 
 /// Label values are the appid and API name (checked to `[A-Za-z0-9_-]`) and fixed words; the
 /// escaping is still done as the format requires.
@@ -40,7 +40,7 @@ pub fn render(
     let mut out = String::new();
     let expiry = token.map_or(0, |t| {
         st.effective_expiry(
-            &crate::vocab::digest(&t.access_token),
+            &crate::api::digest(&t.access_token),
             t.expires_at,
             unix_now(),
         )

@@ -1,9 +1,9 @@
 //! The decision of a run: from what the file holds, the run state and the apps' reports, whether
 //! the token is fresh, must be probed, or must be replaced. Pure: no clock, no I/O.
 
+use crate::clock::secs_until;
 use crate::store::TokenFile;
 use crate::store::run_state::RunState;
-use crate::vocab::secs_until;
 
 /// The file's token, as far as this run can trust it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::digest;
+    use crate::api::digest;
 
     const NOW: u64 = 1_000_000;
 

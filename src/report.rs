@@ -11,12 +11,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::api::{digest, validate_token};
 use crate::cli::ReportArgs;
 use crate::error::{Error, Result};
 use crate::store::atomic::dir_of;
 use crate::store::run_state::REQUESTS_DIR;
 use crate::store::{Format, read_token_file};
-use crate::vocab::{digest, validate_token};
 
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let state = args

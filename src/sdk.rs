@@ -11,10 +11,11 @@
 //! (`easywechat.access_token.{appid}.{secret}.{stable}`), and so does wechatpy's WeCom client
 //! (`{corpid}_{secret[:10]}_access_token`); wxtoken never writes a secret into Redis.
 
+use crate::api::{Api, TicketType};
+use crate::clock::secs_until;
 use crate::error::{Error, Result};
 use crate::store::TokenFile;
 use crate::store::ticket_file::TicketFile;
-use crate::vocab::{Api, TicketType, secs_until};
 
 /// One key to write: its value and its lifetime in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,13 +12,14 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::accounts;
+use crate::api::digest;
 use crate::cli::StatusArgs;
+use crate::clock::{implausible, secs_until, unix_now};
 use crate::error::Result;
 use crate::store::atomic::{Found, dir_of, read_capped};
 use crate::store::run_state::{RunState, Verdict};
 use crate::store::{Format, TokenFile, parse_token_file};
 use crate::tickets;
-use crate::vocab::{digest, implausible, secs_until, unix_now};
 
 /// Monitoring-plugin states, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use log::info;
 
+use crate::api::{Api, TicketType};
+use crate::clock::{implausible, secs_until, unix_now};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::logging::{mask, register_token};
 use crate::store::Store;
 use crate::store::atomic::Pending;
 pub use crate::store::ticket_file::{TicketFile, parse, path_for, read};
-use crate::vocab::{Api, TicketType, implausible, secs_until, unix_now, url_encode};
+use crate::text::url_encode;
 use crate::wechat::{Call, Client, Context, Grant, Purpose};
 
 /// The request for one ticket type on one API.

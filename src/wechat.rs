@@ -13,12 +13,13 @@ use serde_json::{Map, Value};
 use ureq::Agent;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
+use crate::api::{Api, MAX_EXPIRES_IN, validate_token};
 use crate::config::{Base, Config};
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
 use crate::logging::register_token;
+use crate::text::{printable, url_encode};
 use crate::trust;
-use crate::vocab::{Api, MAX_EXPIRES_IN, printable, url_encode, validate_token};
 
 /// WeChat bodies are 100-200 bytes; anything this large is not a token answer.
 pub const MAX_BODY: u64 = 64 * 1024;

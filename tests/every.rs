@@ -55,7 +55,7 @@ fn a_report_is_acted_on_within_a_second_and_sigterm_ends_it_with_0() {
     let old = site.token();
     fake.revoke(&old);
     Cmd::new(&["report-stale", "--out", site.out.to_str().unwrap()])
-        .arg(&wxtoken::vocab::digest(&old))
+        .arg(&wxtoken::api::digest(&old))
         .run()
         .expect(0);
     let took = within(Duration::from_secs(5), || {

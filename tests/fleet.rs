@@ -475,7 +475,7 @@ fn a_follower_never_calls_wechat() {
         "report-stale",
         "--out",
         follower.out.to_str().unwrap(),
-        &wxtoken::vocab::digest(&token),
+        &wxtoken::api::digest(&token),
     ])
     .run()
     .expect(0);
@@ -515,7 +515,7 @@ fn a_dead_token_reported_on_every_host_is_replaced_once() {
             "report-stale",
             "--out",
             site.out.to_str().unwrap(),
-            &wxtoken::vocab::digest(&old),
+            &wxtoken::api::digest(&old),
         ])
         .run()
         .expect(0);
@@ -1012,7 +1012,7 @@ fn a_revoked_stable_token_costs_the_fleet_one_force_refresh() {
     fake.revoke(&old);
     for site in &hosts {
         Cmd::new(&["report-stale", "--out", site.out.to_str().unwrap()])
-            .arg(&wxtoken::vocab::digest(&old))
+            .arg(&wxtoken::api::digest(&old))
             .run()
             .expect(0);
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Behaviour, DEFAULT_APPID, FakeWeChat, Site};
 use serde_json::Value;
-use wxtoken::vocab::digest;
+use wxtoken::api::digest;
 
 fn probes(fake: &FakeWeChat) -> usize {
     fake.calls("/cgi-bin/get_api_domain_ip")
@@ -29,7 +29,7 @@ fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
 }
 
 fn now() -> u64 {
-    wxtoken::vocab::unix_now()
+    wxtoken::clock::unix_now()
 }
 
 /// What an app does when WeChat answers 40001: `wxtoken report-stale DIGEST`.

@@ -103,7 +103,7 @@ fn the_metrics_file_parses_and_follows_the_runs() {
         "report-stale",
         "--out",
         site.out.to_str().unwrap(),
-        &wxtoken::vocab::digest(&token),
+        &wxtoken::api::digest(&token),
     ])
     .run()
     .expect(0);

@@ -709,10 +709,10 @@ fn a_refused_proxy_url_is_a_clear_config_error() {
 mod probe {
     use super::*;
     use clap::Parser;
+    use wxtoken::api::Api;
     use wxtoken::cli::{Cli, Command as Sub};
     use wxtoken::config::Config;
     use wxtoken::deadline::Deadline;
-    use wxtoken::vocab::Api;
     use wxtoken::wechat::{Client, Context, Probe, Purpose};
 
     fn config(site: &Site, bases: &str, api: &str) -> Config {

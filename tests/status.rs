@@ -17,7 +17,7 @@ fn status(site: &Site, extra: &[&str]) -> Run {
 }
 
 fn now() -> u64 {
-    wxtoken::vocab::unix_now()
+    wxtoken::clock::unix_now()
 }
 
 fn set_left(site: &Site, left: u64) {

@@ -1,8 +1,9 @@
-//! The time arithmetic every decision goes through: vocab::secs_until and vocab::implausible.
+//! The time arithmetic every decision goes through: clock::secs_until and clock::implausible.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wxtoken::vocab::{CLOCK_SLACK, MAX_EXPIRES_IN, implausible, secs_until};
+use wxtoken::api::MAX_EXPIRES_IN;
+use wxtoken::clock::{CLOCK_SLACK, implausible, secs_until};
 use wxtoken_fuzz::assert_tidy;
 
 fuzz_target!(|data: [u64; 4]| {

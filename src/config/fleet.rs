@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use percent_encoding::percent_decode_str;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use crate::api::{Api, digest};
 use crate::cli::RefreshArgs;
 use crate::config::validate::Checked;
 use crate::error::{Error, Result};
 use crate::sdk::Sdk;
-use crate::vocab::{Api, digest};
 
 /// The Redis password systemd's `LoadCredential=wxtoken-redis-password:...` provides.
 pub const PASSWORD_CREDENTIAL: &str = "wxtoken-redis-password";
@@ -204,7 +204,7 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
         "redis" => false,
         "rediss" => true,
         _ => {
-            let shown = crate::vocab::printable(scheme);
+            let shown = crate::text::printable(scheme);
             return Err(bad(&format!(
                 "not a redis:// URL (the scheme {shown}:// is not supported)"
             )));

@@ -17,12 +17,13 @@ use ureq::Proxy;
 use ureq::http::Uri;
 use ureq::tls::{Certificate, PemItem};
 
+use crate::api::{Api, TicketType, is_appid};
 use crate::cli::RefreshArgs;
 use crate::config::hooks::Hook;
 pub use crate::config::validate::{Checked, Finding, Problems, validate};
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::vocab::{Api, TicketType, is_appid, printable};
+use crate::text::printable;
 
 /// The secret file systemd's `LoadCredential=wxtoken-secret:...` provides.
 pub const CREDENTIAL_NAME: &str = "wxtoken-secret";

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::{Api, TicketType};
 use crate::cli::RefreshArgs;
 use crate::config::fleet;
 use crate::config::hooks::{self, Hook};
@@ -16,7 +17,6 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::vocab::{Api, TicketType};
 
 /// What one item of the configuration was found to be.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ pub fn validate(args: &RefreshArgs) -> Checked {
         format!(
             "{} output(s); the state and tickets go beside {}",
             s.outs.len(),
-            s.state.display()
+            s.primary.display()
         )
     });
     let ca_pem = ca.as_ref().and_then(|(_, pem)| pem.as_deref());

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use log::{error, info};
 
+use crate::api::digest;
 use crate::cli::RefreshArgs;
 use crate::config::Config;
 use crate::error::{Kind, Result};
 use crate::store::atomic::{Found, read_capped};
 use crate::store::parse_token_file;
 use crate::store::run_state::REQUESTS_DIR;
-use crate::vocab::digest;
 
 /// After a temporary failure (75, 73), as the units' `RestartSec=`.
 const RETRY: Duration = Duration::from_secs(30);
@@ -81,7 +81,7 @@ struct Watch {
 impl Watch {
     fn new(cfg: &Config) -> Watch {
         Watch {
-            primary: cfg.store.state.clone(),
+            primary: cfg.store.primary.clone(),
             requests: cfg.store.dir().join(REQUESTS_DIR),
         }
     }

@@ -13,7 +13,9 @@ use log::{debug, error, info, warn};
 
 use self::deliver::{Delivery, Sink};
 use self::obtain::{Obtained, Source};
+use crate::api::{Api, digest};
 use crate::cli::RefreshArgs;
+use crate::clock::{implausible, secs_until, unix_now, unix_now_ms};
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{Error, Kind, Result};
@@ -22,7 +24,6 @@ use crate::plan::{Current, Plan, Policy, plan};
 use crate::store::TokenFile;
 use crate::store::run_state::{self, Ended, RunState};
 use crate::tickets;
-use crate::vocab::{Api, digest, implausible, secs_until, unix_now, unix_now_ms};
 use crate::wechat::{Context, Purpose};
 
 /// At most one probe per this many seconds on behalf of app reports: a flood of reports (even of
@@ -61,7 +62,7 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
     let requests = run_state::ensure_requests_dir(&dir, store.gid);
     let mut st = RunState::load(&dir);
     let now = unix_now();
-    let file = store.read_state();
+    let file = store.read_primary();
     claim_directory(&cfg, &mut st, file.as_ref(), now)?;
     let mut run = Run {
         cfg: &cfg,
@@ -330,14 +331,14 @@ impl Run<'_> {
             self.st.token_expires_at = cur.effective;
             self.dirty = true;
         }
-        for path in cfg.store.publish(&cur.file)? {
+        for path in cfg.store.write_token(&cur.file)? {
             info!("wrote {} from the current token", path.display());
         }
         info!(
             "still fresh, {left} s left ({} {}, {})",
             cfg.appid,
             cfg.api.name(),
-            cfg.store.state.display()
+            cfg.store.primary.display()
         );
         Ok(Obtained {
             token: cur.file,
@@ -402,7 +403,7 @@ impl Run<'_> {
     /// metrics file that cannot be written is logged, never a failed refresh.
     fn write_metrics(&self, path: &std::path::Path) {
         let cfg = self.cfg;
-        let token = cfg.store.read_state();
+        let token = cfg.store.read_primary();
         let tickets: Vec<_> = cfg
             .tickets
             .iter()
@@ -436,7 +437,7 @@ impl Run<'_> {
     /// the current clock; None (with the reason logged) otherwise.
     pub(crate) fn assess(&mut self, file: TokenFile, now: u64) -> Option<Current> {
         let cfg = self.cfg;
-        let path = cfg.store.state.display();
+        let path = cfg.store.primary.display();
         if file.appid != cfg.appid || file.api != cfg.api.name() {
             info!(
                 "{path} holds a token of appid {} from the {} API; fetching one for {} ({})",

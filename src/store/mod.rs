@@ -13,16 +13,17 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::ValueEnum;
 use log::{debug, info, warn};
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Api, is_appid, validate_token};
+use crate::clock::secs_until;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::store::atomic::{
     Found, Pending, check_regular, dir_of, not_regular, read_capped, write_atomic,
 };
-use crate::vocab::{Api, is_appid, printable, secs_until, validate_token};
+use crate::text::printable;
 
 /// The JSON contract (the state wxtoken decides from). Field order is the file's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +132,8 @@ impl Format {
 /// Where and how files are written.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// The first .json output: the state each run reads back.
-    pub state: PathBuf,
+    /// The first .json output: the one each run reads back and decides from.
+    pub primary: PathBuf,
     pub outs: Vec<(PathBuf, Format)>,
     pub mode: u32,
     pub gid: Option<u32>,
@@ -199,7 +200,7 @@ fn is_temp_of(entry: &str, name: &str) -> bool {
 /// Temp files not committed are removed when this is dropped.
 #[derive(Debug)]
 pub struct Prepared {
-    state: PathBuf,
+    primary: PathBuf,
     outs: Vec<(PathBuf, Format)>,
     mode: u32,
     gid: Option<u32>,
@@ -220,9 +221,9 @@ impl Prepared {
 
     /// Commits every token output (the .json state first: if a later output fails, the next
     /// run finds a fresh state and renders the rest). Returns the paths written.
-    pub fn publish(&mut self, t: &TokenFile) -> Result<Vec<PathBuf>> {
+    pub fn commit_token(&mut self, t: &TokenFile) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        for (path, format) in state_first(&self.state, &self.outs) {
+        for (path, format) in primary_first(&self.primary, &self.outs) {
             if self.commit(&path, &format.render(t))? {
                 written.push(path);
             }
@@ -231,7 +232,7 @@ impl Prepared {
     }
 }
 
-fn state_first(state: &Path, outs: &[(PathBuf, Format)]) -> Vec<(PathBuf, Format)> {
+fn primary_first(state: &Path, outs: &[(PathBuf, Format)]) -> Vec<(PathBuf, Format)> {
     let (json, rest): (Vec<_>, Vec<_>) = outs.iter().cloned().partition(|(p, _)| p == state);
     json.into_iter().chain(rest).collect()
 }
@@ -251,7 +252,7 @@ impl Store {
                 list.push((path.clone(), format));
             }
         }
-        let state = list
+        let primary = list
             .iter()
             .find(|(_, f)| *f == Format::Json)
             .map(|(p, _)| p.clone())
@@ -259,7 +260,7 @@ impl Store {
                 Error::config("at least one --out must be a .json file: it holds the state each run decides from")
             })?;
         Ok(Store {
-            state,
+            primary,
             outs: list,
             mode,
             gid,
@@ -268,7 +269,7 @@ impl Store {
 
     /// The state's directory: ticket files (and the run's own state) live there.
     pub fn dir(&self) -> &Path {
-        dir_of(&self.state)
+        dir_of(&self.primary)
     }
 
     /// Creates the output directories if needed and returns them canonical, sorted and without
@@ -305,7 +306,7 @@ impl Store {
     /// `extra` (ticket files, the run's state file; each in an output's directory) is missing or
     /// a regular file, and creates each one's temp file with its final mode and group and space
     /// reserved. Err (exit 73) means this run cannot write: it must not call WeChat. Then
-    /// [`Prepared::publish`] / [`Prepared::commit`] write what was fetched.
+    /// [`Prepared::commit_token`] / [`Prepared::commit`] write what was fetched.
     pub fn prepare(&self, extra: &[PathBuf]) -> Result<Prepared> {
         let mut pending: Vec<Pending> = Vec::new();
         for path in self.outs.iter().map(|(p, _)| p).chain(extra) {
@@ -314,7 +315,7 @@ impl Store {
             }
         }
         Ok(Prepared {
-            state: self.state.clone(),
+            primary: self.primary.clone(),
             outs: self.outs.clone(),
             mode: self.mode,
             gid: self.gid,
@@ -332,17 +333,17 @@ impl Store {
 
     /// The current state, or None when it is missing or not something wxtoken would have written
     /// (a special file there is refused later, when the run prepares to write).
-    pub fn read_state(&self) -> Option<TokenFile> {
+    pub fn read_primary(&self) -> Option<TokenFile> {
         // Not warned about twice: the error at prepare time names it.
-        check_regular(&self.state).ok()?;
-        read_token_file(&self.state)
+        check_regular(&self.primary).ok()?;
+        read_token_file(&self.primary)
     }
 
     /// Writes every output that does not already hold exactly this state, the .json state first.
     /// For a state just fetched, use [`Store::prepare`] before the fetch instead.
-    pub fn publish(&self, t: &TokenFile) -> Result<Vec<PathBuf>> {
+    pub fn write_token(&self, t: &TokenFile) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
-        for (path, format) in state_first(&self.state, &self.outs) {
+        for (path, format) in primary_first(&self.primary, &self.outs) {
             if write_atomic(&path, &format.render(t), self.mode, self.gid)? {
                 written.push(path);
             }
@@ -458,7 +459,7 @@ pub fn parse_token_file(bytes: &[u8]) -> std::result::Result<TokenFile, String> 
     if validate_token(&t.access_token).is_err() {
         return Err("holds an access_token wxtoken would refuse".into());
     }
-    if !is_appid(&t.appid) || !Api::value_variants().iter().any(|a| a.name() == t.api) {
+    if !is_appid(&t.appid) || !Api::ALL.iter().any(|a| a.name() == t.api) {
         return Err("holds an appid or api name wxtoken does not write".into());
     }
     Ok(t)

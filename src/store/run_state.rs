@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use log::warn;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::secs_until;
 use crate::error::Result;
 use crate::store::atomic::{Found, read_capped, write_atomic};
-use crate::vocab::secs_until;
 
 pub const STATE_NAME: &str = ".wxtoken-state.json";
 /// WeChat allows 20 force_refresh calls a day, at least 30 s apart.
@@ -395,7 +395,7 @@ pub fn consume_requests(dir: &Path) -> (u64, Vec<String>) {
             first_stuck.get_or_insert_with(|| format!("{name}: {e}"));
         }
         let name = name.to_ascii_lowercase();
-        if crate::vocab::is_digest(&name) && !digests.contains(&name) {
+        if crate::api::is_digest(&name) && !digests.contains(&name) {
             digests.push(name);
         }
     }

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use log::warn;
 use serde::{Deserialize, Serialize};
 
+use crate::api::{TicketType, is_appid, validate_token};
 use crate::store::atomic::{Found, read_capped};
-use crate::vocab::{TicketType, is_appid, validate_token};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TicketFile {
@@ -96,9 +95,7 @@ pub fn read(path: &Path) -> Option<TicketFile> {
 /// Its appid and type must be ones wxtoken writes: both are printed, in errors among others.
 pub fn parse(bytes: &[u8]) -> Option<TicketFile> {
     let t = serde_json::from_slice::<TicketFile>(bytes).ok()?;
-    let known_type = TicketType::value_variants()
-        .iter()
-        .any(|ty| ty.name() == t.ticket_type);
+    let known_type = TicketType::ALL.iter().any(|ty| ty.name() == t.ticket_type);
     (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(t)
 }
 

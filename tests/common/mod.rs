@@ -53,7 +53,7 @@ impl Site {
 
     /// Seconds the token file says its token has left (negative when past).
     pub fn left(&self) -> i64 {
-        self.read()["expires_at"].as_u64().unwrap() as i64 - wxtoken::vocab::unix_now() as i64
+        self.read()["expires_at"].as_u64().unwrap() as i64 - wxtoken::clock::unix_now() as i64
     }
 
     pub fn token(&self) -> String {

@@ -3,13 +3,13 @@
 
 use log::{debug, error, info};
 
+use crate::clock::unix_now;
 use crate::config::fleet::FleetConfig;
 use crate::error::Result;
 use crate::fleet::{Fleet, believe_ticket, ticket_key};
 use crate::sdk::{Entry, Sdk};
 use crate::store::TokenFile;
 use crate::tickets;
-use crate::vocab::unix_now;
 
 use super::{Delivery, Sink};
 use crate::run::Run;

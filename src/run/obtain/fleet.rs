@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 
+use crate::api::{TicketType, digest};
+use crate::clock::{implausible, secs_until, unix_now};
 use crate::config::fleet::FleetConfig;
 use crate::error::{Error, Kind, Result};
 use crate::fleet::{Fleet, POLL, ProbeRecord, Turn, believe_ticket, ticket_key};
@@ -15,7 +17,6 @@ use crate::plan::{Current, Plan, plan};
 use crate::store::TokenFile;
 use crate::store::run_state::Verdict;
 use crate::tickets::{self, TicketFile};
-use crate::vocab::{TicketType, digest, implausible, secs_until, unix_now};
 
 use super::wechat::Direct;
 use super::{Obtained, Source};
@@ -196,7 +197,7 @@ impl Source for FleetSource<'_> {
             None => Err(Error::temp(format!(
                 "{}; {} holds no valid token ({why})",
                 reason.message,
-                run.cfg.store.state.display()
+                run.cfg.store.primary.display()
             ))),
         }
     }
@@ -303,7 +304,7 @@ impl Source for FleetSource<'_> {
                 }
                 Plan::Fresh { cur, .. } | Plan::Probe { cur, .. } => cur,
             };
-            for path in cfg.store.publish(&cur.file)? {
+            for path in cfg.store.write_token(&cur.file)? {
                 info!("wrote {} from the fleet's token", path.display());
             }
             return Ok(Obtained {

@@ -6,13 +6,13 @@ mod wechat;
 
 use std::path::Path;
 
+use crate::api::TicketType;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::plan::{Current, Plan};
 use crate::store::TokenFile;
 use crate::tickets::TicketFile;
-use crate::vocab::TicketType;
 
 use super::Run;
 

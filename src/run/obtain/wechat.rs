@@ -3,13 +3,14 @@
 
 use log::{debug, info, warn};
 
+use crate::api::{Api, OVERLAP, TicketType};
+use crate::clock::{secs_until, unix_now, unix_now_ms};
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
 use crate::plan::{Current, Plan};
 use crate::store::TokenFile;
 use crate::store::run_state::{Retiring, Verdict};
 use crate::tickets::{self, TicketFile};
-use crate::vocab::{Api, OVERLAP, TicketType, secs_until, unix_now, unix_now_ms};
 use crate::wechat::{Client, Grant, Probe};
 
 use super::{Obtained, Source};
@@ -231,7 +232,7 @@ impl Direct {
             appid: cfg.appid.clone(),
             api: cfg.api.name().to_string(),
         };
-        prepared.publish(&fresh)?;
+        prepared.commit_token(&fresh)?;
         run.st.retiring = None;
         run.st.dead = None;
         run.st.pending_report = None;
@@ -328,7 +329,7 @@ impl Direct {
                 expires_at: worth,
                 ..cur.file.clone()
             };
-            match run.cfg.store.publish(&corrected) {
+            match run.cfg.store.write_token(&corrected) {
                 Ok(_) => {
                     run.st.token_expires_at = worth;
                     run.dirty = true;
@@ -341,7 +342,7 @@ impl Direct {
             "WeChat returned a token for appid {} that expires in {expires_in} s, sooner than the \
              one in {} ({} s left); kept the file{note}. The next run will try again",
             run.cfg.appid,
-            run.cfg.store.state.display(),
+            run.cfg.store.primary.display(),
             secs_until(worth, now)
         ))
     }
