@@ -1,5 +1,4 @@
-//! WeChat's token and ticket APIs as wxtoken serves them: which API, which ticket, and what a
-//! valid appid, token and token digest look like.
+//! WeChat's APIs as wxtoken serves them: which API, which ticket, what a valid token looks like.
 
 use crate::error::{Error, Result};
 

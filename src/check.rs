@@ -1,5 +1,6 @@
-//! `wxtoken check [--online]`: the configuration as the service will see it. Every item is
-//! checked and reported, not only the first problem: the settings by `config::validate`, the very
+//! `wxtoken check [--online]`: the configuration as the service will see it, item by item.
+//!
+//! Every item is checked and reported, not only the first problem: the settings by `config::validate`, the very
 //! pass a refresh makes, and here only what needs this host (files and directories as the
 //! service's user, the unit's writable paths, the trust store, hook programs) or the network
 //! (`--online`: WeChat, the fleet's Redis). Nothing is written: the write test is a temp file

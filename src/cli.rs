@@ -1,5 +1,6 @@
-//! Command line and environment. Every flag can also come from a `WXTOKEN_*` variable, which is how
-//! the systemd units configure wxtoken; the secret is deliberately NOT one of them (argv and the
+//! The command line: every flag, each also a `WXTOKEN_*` variable (never the secret).
+//!
+//! The `WXTOKEN_*` variables are how the systemd units configure wxtoken; the secret is deliberately NOT one of them (argv and the
 //! environment are visible to other processes and end up in logs).
 
 use std::path::PathBuf;

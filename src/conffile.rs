@@ -1,4 +1,4 @@
-//! `--config FILE` / `WXTOKEN_CONFIG`: reads the units' settings file as systemd's `EnvironmentFile=` does and makes each value the default of the matching flag.
+//! `--config FILE`: the units' settings file, read as systemd's `EnvironmentFile=` reads it.
 //!
 //! Without systemd (the cron file on a host without it) nothing reads `/etc/wxtoken/wxtoken.conf`
 //! into the environment, so wxtoken reads it itself. Syntax as systemd's parser (env-file.c):

@@ -1,5 +1,6 @@
-//! The run's time budget. Every wait (lock, request, backoff) is clamped to what is left, which is
-//! what makes `--max-time` a real upper bound for the whole run.
+//! The run's time budget: every wait is clamped to what `--max-time` leaves.
+//!
+//! Every wait (lock, request, backoff) is clamped to what is left, which is what makes `--max-time` a real upper bound for the whole run.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,6 @@
-//! One error type for the whole run. Its kind decides the exit status, so systemd (and an admin's
+//! One error type for the whole run, whose kind decides the exit status.
+//!
+//! So systemd (and an admin's
 //! script) can tell "try again later" from "a human must fix something" from "cannot write".
 
 use std::fmt;

@@ -1,4 +1,6 @@
-//! Fleet mode (`--redis URL`): Redis as the coordinator of the hosts that serve one account.
+//! The fleet's Redis client: the account's keys, the lock, compare-and-swap writes.
+//!
+//! Fleet mode (`--redis URL`): Redis coordinates the hosts that serve one account.
 //!
 //! Per account (the namespace `wxtoken:{appid}:{api}`) Redis holds:
 //! - `…:token`: the fleet's token, the same JSON as the `.json` file, expiring with the token;

@@ -1,5 +1,7 @@
-//! `--on-change` hooks: where the token goes beyond wxtoken's own files (a database row, a cache
-//! key, a reload). One entry point, [`deliver`], called once per run after the token and the
+//! Runs the `--on-change` hooks and remembers what each has delivered.
+//!
+//! Where the token goes beyond wxtoken's own files: a database row, a cache key, a reload.
+//! One entry point, [`deliver`], called once per run after the token and the
 //! tickets are written, under the lock.
 //!
 //! A hook runs while what it last delivered (kept in the run state, per hook) differs from what

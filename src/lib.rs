@@ -1,11 +1,18 @@
-//! wxtoken: one central refresher for a WeChat / WeCom access token, writing a file that local
-//! apps read instead of each fetching (and invalidating) tokens themselves.
+//! wxtoken: one central refresher for a WeChat / WeCom access token that local apps read.
 //!
-//! Data flows one way: `cli` (flags and `WXTOKEN_*` variables) → `config` (checked settings) →
-//! `refresh` (the run and its decision) → `wechat` (HTTP client), `store` (lock, state, formats),
-//! `tickets`, then `hooks` and `sdk` (where the token goes beyond the files); `fleet` (Redis) coordinates
-//! hosts around the decision. Below them all: `atomic` (the safe write and the safe read), `vocab` (API and
-//! ticket kinds, the clock, token validation), `deadline`, `error`, `logging`.
+//! Data flows one way, and no module imports one above it:
+//! - `cli` (flags and `WXTOKEN_*` variables; `conffile` for `--config`) → `config` (every setting
+//!   checked in one pass, `config::validate`, which `check` prints and `refresh` refuses on) →
+//! - `run`: lock → read (`store`) → decide (`plan`, pure) → obtain (`run::obtain`: a `Source`,
+//!   WeChat directly or the fleet through Redis) → deliver (`run::deliver`: the sinks, hooks and
+//!   SDK keys) → the run state and `metrics`. `run::every` repeats that run in the foreground.
+//! - `status`, `check` and `report` (report-stale) are the other subcommands.
+//!
+//! Below them: `wechat` (the HTTP client) and `tickets`; `fleet` (the Redis client) and `sdk`
+//! (the SDKs' key formats); `hooks` (running `--on-change` commands); `store` (token files, ticket
+//! files, the run state, the lock, atomic writes); `trust` (root certificates); `accounts` (NSS
+//! users and groups); `api`, `clock` and `text` (the words everyone shares); `deadline`, `error`,
+//! `logging`.
 
 pub mod accounts;
 pub mod api;

@@ -1,5 +1,4 @@
-//! `wxtoken`: reads the command line (and `--config`'s file), runs the subcommand, and maps its
-//! result to an exit status.
+//! Parses the command line, runs the subcommand, maps its result to an exit status.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
-//! `--metrics PATH`: the run state as Prometheus text format (exposition format 0.0.4), written
-//! atomically after every run for node_exporter's textfile collector. Everything comes from the
+//! `--metrics PATH`: the run state as Prometheus text, for node_exporter's textfile collector.
+//!
+//! Exposition format 0.0.4, written atomically after every run for node_exporter's textfile collector. Everything comes from the
 //! run state and the files: a metrics file is never a reason to call WeChat.
 
 use std::fmt::Write as _;

@@ -1,5 +1,6 @@
-//! The decision of a run: from what the file holds, the run state and the apps' reports, whether
-//! the token is fresh, must be probed, or must be replaced. Pure: no clock, no I/O.
+//! Decides what a run does with the file's token: keep it, probe it, or replace it.
+//!
+//! From what the file holds, the run state and the apps' reports. Pure: no clock, no I/O.
 
 use crate::clock::secs_until;
 use crate::store::TokenFile;

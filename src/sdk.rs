@@ -1,5 +1,6 @@
-//! `--publish FORMAT[:...]`: the token in Redis exactly where an SDK's own cache looks for it, so
-//! that apps built on that SDK find a fresh token and never fetch one themselves (which is what
+//! The SDK key formats of `--publish`: where each SDK's own cache looks for the token.
+//!
+//! With the token there, apps built on that SDK find a fresh token and never fetch one themselves (which is what
 //! breaks fleets: every fetch from the legacy API retires the token the other hosts hold).
 //!
 //! Each format reproduces the SDK's key, value encoding and lifetime as its source writes them (the

@@ -1,5 +1,6 @@
-//! `wxtoken status`: what the files hold and how the last runs went, for an admin at a terminal
-//! and for monitoring (Nagios / Icinga / Zabbix / Sensu plugin conventions). Reads only: no lock,
+//! `wxtoken status`: what the files hold and how the last runs went, as a monitoring plugin.
+//!
+//! For an admin at a terminal and for monitoring (Nagios / Icinga / Zabbix / Sensu plugin conventions). Reads only: no lock,
 //! no network, never the token itself on the output.
 
 use std::fmt::Write as _;

@@ -1,4 +1,6 @@
-//! JS-SDK tickets. Each lives on its own clock, in its own `TYPE_ticket.json` beside the token
+//! JS-SDK tickets: when one must be fetched, and the fetch that writes its file.
+//!
+//! Each ticket lives on its own clock, in its own `TYPE_ticket.json` beside the token
 //! file: a ticket is fetched when it is missing or near its own expiry, not on every token
 //! refresh (ticket quotas are small; WeCom allows 100 an hour per app).
 

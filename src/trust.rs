@@ -1,5 +1,6 @@
-//! The root certificates TLS connections are verified against: the system's trust store, as
-//! `rustls-native-certs` finds it, plus `--ca-file`. No roots are bundled in the binary: they
+//! The root certificates TLS is verified against: the system's store plus `--ca-file`.
+//!
+//! The system's store as `rustls-native-certs` finds it. No roots are bundled in the binary: they
 //! would go stale there (a CA distrusted since the build stays trusted), and a host whose store
 //! went missing would quietly verify differently from curl and PHP beside it. With no store at
 //! all, a request over https is a configuration error naming the fix. Verification is never

@@ -1,5 +1,4 @@
-//! The WeChat / WeCom HTTP client: endpoints, response validation, errcode classification,
-//! retries over the base URLs.
+//! The WeChat / WeCom HTTP client: requests, answers judged, errcodes classified, retries.
 //!
 //! WeChat answers errors with HTTP 200 and an `errcode` body, often as `text/plain`, so bodies are
 //! parsed as JSON whatever the Content-Type and the decision is made on `errcode`, never on

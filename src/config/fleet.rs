@@ -1,5 +1,4 @@
-//! The `--redis` settings: the URL (parsed here, never holding a password), the password file, the
-//! fleet's role and the account's namespace in Redis.
+//! The `--redis` settings: URL, password file, the host's role and the account's namespace.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
-//! The `--on-change` setting: hook commands as an admin writes them, run without a shell. A leaf
-//! (config checks it, `hooks` runs it).
+//! The `--on-change` setting: hook commands as an admin writes them, run without a shell.
+//!
+//! Config checks it; `hooks` runs it.
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
-//! Turns the command line into a checked configuration. Everything an admin can get wrong is
-//! found here, before the lock is taken or WeChat is called, and reported as a config error (78).
+//! The checked configuration a run works from, and the checks each setting needs.
+//!
+//! Everything an admin can get wrong is found here, before the lock is taken or WeChat is called, and reported as a config error (78).
 
 pub mod fleet;
 pub mod hooks;

@@ -1,5 +1,6 @@
-//! The one pass over the settings that both `refresh` (through [`Config::from_args`]) and
-//! `wxtoken check` make: every item is checked, each problem is kept with the item it belongs
+//! The one pass over the settings that `refresh` and `check` both make.
+//!
+//! Through [`Config::from_args`] for `refresh`, directly for `check`: every item is checked, each problem is kept with the item it belongs
 //! to, and a [`Config`] is built only when there is none. `check` prints the findings and adds
 //! only what needs this host or the network; it never checks an item a second way.
 

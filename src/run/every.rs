@@ -1,5 +1,6 @@
-//! `refresh --every SECONDS`: the same run as a timer's, repeated in the foreground, for hosts
-//! and containers without systemd; an app's report of the current token is acted on within a
+//! `refresh --every SECONDS`: the timer's run, repeated in the foreground.
+//!
+//! For hosts and containers without systemd. An app's report of the current token is acted on within a
 //! second, SIGTERM or SIGINT ends the loop after the run under way.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,4 @@
-//! One `wxtoken refresh` run: lock, find out what the file's token is really worth, decide,
-//! probe or fetch, publish only what is better; then the tickets.
+//! One `wxtoken refresh` run: lock, read, decide, obtain, deliver.
 
 mod deliver;
 mod every;

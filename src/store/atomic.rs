@@ -1,5 +1,7 @@
-//! Replacing a file so that readers never see it half written, and reading one that a hostile
-//! or careless hand may have put there. The whole safety story of every file wxtoken writes is in
+//! Atomic replacement of a file, and capped reads that refuse what is not a regular file.
+//!
+//! Readers never see a file half written; a file a hostile or careless hand put there is never
+//! followed or read whole. The whole safety story of every file wxtoken writes is in
 //! this module (consul-template's `AtomicWrite` is the model; the directory fsync is added).
 //!
 //! Every path wxtoken reads back or replaces must be missing or a regular file. Anything else (a

@@ -1,4 +1,4 @@
-//! The token store: the lock, reading the current state, and atomic writes of every output.
+//! The token files: their formats, the lock, and writing every output atomically.
 //!
 //! Readers (PHP, shell, Python) never lock: they open the path and always see either the previous
 //! complete file or the new complete file, because a file is only ever replaced by `rename(2)` of a

@@ -1,5 +1,6 @@
-//! The refresher's memory between runs, kept beside the token in `.wxtoken-state.json`: which
-//! account owns the directory, what the last probe found, the force_refresh budget, and a fetch
+//! The run state (`.wxtoken-state.json`): the refresher's memory between runs.
+//!
+//! Which account owns the directory, what the last probe found, the force_refresh budget, and a fetch
 //! that may have retired the file's token without its successor being written.
 //!
 //! The token file is the readers' contract and says nothing about these; they are what lets a run

@@ -1,5 +1,4 @@
-//! A JS-SDK ticket file (`TYPE_ticket.json` beside the token file): its format, its path, and the
-//! one parser that reads it back.
+//! A JS-SDK ticket file: its format, its path, and the one parser that reads it back.
 
 use std::path::{Path, PathBuf};
 

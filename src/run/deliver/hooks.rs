@@ -1,4 +1,6 @@
-//! The `--on-change` hooks as a sink: each hook that has not yet delivered what the files hold
+//! The `--on-change` hooks as a sink of the run.
+//!
+//! Each hook that has not yet delivered what the files hold
 //! runs now (the hooks and their memory of what they delivered live in `crate::hooks`).
 
 use crate::error::Result;

@@ -1,5 +1,4 @@
-//! Where the token goes beyond wxtoken's own files: one list of sinks, built once from the
-//! configuration, each given the same token the run ends with.
+//! Deliver: one list of sinks, built from the configuration, fed the token the run ends with.
 //!
 //! The token and ticket files are not sinks: they are written as soon as a token is obtained,
 //! because with the legacy API the fetch has already retired the token the files held, and a run

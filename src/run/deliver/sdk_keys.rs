@@ -1,5 +1,4 @@
-//! The `--publish` sink: the token and tickets this run ends with, written into the SDKs' own
-//! keys in the fleet's Redis.
+//! The `--publish` sink: the token and tickets in the SDKs' own keys in the fleet's Redis.
 
 use log::{debug, error, info};
 

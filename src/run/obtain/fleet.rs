@@ -1,4 +1,6 @@
-//! The fleet as a source: the fleet's token becomes this host's before the decision, a fetch
+//! The fleet as a token source: Redis decides which host fetches, every host takes the result.
+//!
+//! The fleet's token becomes this host's before the decision, a fetch
 //! happens only under the fleet's lock in Redis and is published there at once, and a host that
 //! may not fetch (a follower, or Redis unreachable) keeps what it has or waits for one that may.
 

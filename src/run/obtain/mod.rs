@@ -1,5 +1,7 @@
-//! Where a run gets a token or ticket from: one interface, two sources (WeChat directly, or the
-//! fleet of hosts that share it through Redis).
+//! Obtain: one interface for where a token or ticket comes from, two sources behind it.
+//!
+//! The sources: WeChat directly, or the fleet of hosts that share a token through Redis. The run
+//! never asks which one it has.
 
 mod fleet;
 mod wechat;

@@ -1,5 +1,6 @@
-//! WeChat directly: probes, token fetches and ticket fetches made by this host, with the run
-//! state kept true at every step (a fetch that may retire the file's token is recorded first).
+//! WeChat directly as a token source, with the run state kept true at every step.
+//!
+//! Probes, token fetches and ticket fetches made by this host (a fetch that may retire the file's token is recorded first).
 
 use log::{debug, info, warn};
 
