@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn implausible_records() {
         let now = 1_000_000;
-        // Found by the fuzz target times: broken string continuations left runs of spaces.
+        // Each reason reads as one sentence: no run of spaces from a string continuation.
         for (expires_in, expires_at, refreshed_at) in [
             (0, now + 10, now),
             (7200, now + 7000, now + 3600),

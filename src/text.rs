@@ -52,7 +52,7 @@ mod tests {
             printable(" invalid appid rid: 65a1 \n"),
             "invalid appid rid: 65a1"
         );
-        // Found by the fuzz target answer: a newline forged a log line, DEL went through raw.
+        // A newline must not forge a log line; DEL and line separators are escaped too.
         assert_eq!(
             printable("invalid appid\n[ERROR] forged\u{7f}\u{2028}x"),
             "invalid appid\\n[ERROR] forged\\u{7f}\\u{2028}x"

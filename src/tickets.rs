@@ -167,7 +167,7 @@ mod tests {
         let path = Path::new("/var/lib/wxtoken/jsapi_ticket.json");
         let e = needs_fetch(path, Some(&file()), "wxother", 300, 1_000_000).unwrap_err();
         assert_eq!(e.kind, crate::error::Kind::Config);
-        // Found by the fuzz target ticket_file: a broken continuation left runs of spaces.
+        // One tidy line: no run of spaces from a string continuation.
         assert!(!e.message.contains("  "), "{e}");
         assert!(
             e.message.contains("appid wxa") && e.message.contains("wxother"),

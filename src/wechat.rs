@@ -455,8 +455,8 @@ fn describe(e: &ureq::Error, base: &Base) -> String {
 
 /// The answer's `errcode`: Ok(None) when absent or the integer 0; Err when it is anything but an
 /// integer (the string "40001", 0.5, null, true): such an answer is not trusted, token or not.
-/// `errmsg` comes [`printable`]: it goes into errors, the journal, the run state and `status`;
-/// quoted whole, a 60 KB errmsg made 60 KB log lines (found by the fuzz target `answer`).
+/// `errmsg` comes [`printable`]: it goes into errors, the journal, the run state and `status`,
+/// which must each get one short line whatever WeChat (or a server posing as it) sends.
 fn errcode(obj: &Map<String, Value>) -> std::result::Result<Option<(i64, String)>, String> {
     let Some(v) = obj.get("errcode") else {
         return Ok(None);
@@ -682,8 +682,8 @@ mod tests {
 
     #[test]
     fn text_from_the_answer_is_quoted_on_one_line() {
-        // Found by the fuzz target answer: errmsg, errcode and expires_in values were quoted raw
-        // (a newline forging a log line of its own, DEL, 64 KiB).
+        // errmsg, errcode and expires_in values are quoted escaped and short: a newline must not
+        // forge a log line of its own, nor DEL or 64 KiB get through.
         let cases: [&[u8]; 3] = [
             br#"{"errcode":40013,"errmsg":"invalid appid\n[ERROR] forged"}"#,
             b"{\"errcode\":\"4\x7f\",\"errmsg\":\"x\"}",

@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn hostile_base_urls_are_refused() {
-        // Found by the fuzz target base_url: a 2 KiB value was quoted whole in the error.
+        // A hostile value is quoted short and escaped, never whole.
         let long = format!("https://{}", "\u{1}".repeat(2000));
         let e = parse_base(&long).unwrap_err();
         assert!(e.message.len() < 500, "{} bytes", e.message.len());

@@ -540,8 +540,8 @@ mod tests {
     #[test]
     fn only_what_wxtoken_writes_is_read_back() {
         assert_eq!(parse_token_file(&Format::Json.render(&file())), Ok(file()));
-        // Found by the fuzz target token_file: an appid or api no run could have written was
-        // accepted, and a read state is rendered again (into PHP source too) and printed.
+        // An appid or api no run could have written is refused: a read state is rendered again
+        // (into PHP source too) and printed.
         for (appid, api) in [
             ("wx'x", "stable"),
             ("wx\nx", "stable"),
@@ -556,7 +556,7 @@ mod tests {
             let why = parse_token_file(&Format::Json.render(&t)).unwrap_err();
             assert!(why.contains("appid or api"), "{why}");
         }
-        // ...and a 1.3 KB value was quoted whole in the warning.
+        // A long value is quoted short in the warning.
         let why =
             parse_token_file(format!("\"{}\"", "\u{7f}".repeat(1000)).as_bytes()).unwrap_err();
         assert!(why.len() < 500 && !why.contains('\u{7f}'), "{why}");

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn only_what_wxtoken_writes_is_read_back() {
         assert_eq!(parse(&file().render()), Some(file()));
-        // Found by the fuzz target ticket_file: the appid and type are printed in errors.
+        // The appid and type are printed in errors: only what wxtoken writes is read back.
         for (appid, ty) in [
             ("wx\nx", "jsapi"),
             ("wx'x", "jsapi"),
