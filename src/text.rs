@@ -8,8 +8,7 @@ pub const SHOWN_MAX: usize = 200;
 /// Text from outside (an errmsg from the network, a parser's complaint quoting a file, a
 /// command-line value) as a message may quote it: one line, control characters and line
 /// separators escaped, cut after about [`SHOWN_MAX`] bytes. The logger escapes control
-/// characters again on output, but messages also reach the run state, `status` and hooks; the
-/// fuzz targets found newlines, DEL characters and 60 KB values quoted whole.
+/// characters again on output, but messages also reach the run state, `status` and hooks.
 pub fn printable(text: &str) -> String {
     let mut out = String::new();
     for c in text.trim().chars() {
