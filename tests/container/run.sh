@@ -34,6 +34,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }   # secs ST
 [ -x "$bin" ] || die "$bin not found (make portable)"
 
 work=$(mktemp -d /var/tmp/wxtoken-container.XXXXXX)
+chmod 0711 "$work"   # the readers below must reach state/; nothing else is listed
 podman=(podman --root "$work/storage" --runroot "$work/run" --storage-driver vfs
     --cgroup-manager cgroupfs)
 command -v runc >/dev/null && podman+=(--runtime runc)
@@ -102,7 +103,8 @@ done
 
 printf '%s' "$secret_text" >"$work/secret"
 chown "$uid:$uid" "$work/secret" && chmod 0400 "$work/secret"
-install -d -m 0750 -o "$uid" -g "$uid" "$work/state"
+# The token directory in the readers' group, as docs/CONTAINERS.md prepares it for php-fpm.
+install -d -m 0750 -o "$uid" -g "$readers" "$work/state"
 common=("${run_opts[@]}" --network host --group-add "$readers"
     -e WXTOKEN_APPID="$appid" -e WXTOKEN_SECRET_FILE=/etc/wxtoken/secret
     -e WXTOKEN_API_BASE="$url" -e WXTOKEN_GROUP="$readers"
@@ -132,8 +134,13 @@ if "$bin" refresh --help | grep -q -- '--every'; then
     [ -s "$work/state/access_token.json" ] || { "${podman[@]}" logs "$cid" >&2; die "no token file after 30 s"; }
     pid=$("${podman[@]}" inspect -f '{{.State.Pid}}' "$cid")
     ids=$(awk '/^(Uid|Gid|Groups):/ { $1 = $1; print }' "/proc/$pid/status" | tr '\n' ';')
-    [ "$ids" = "Uid: $uid $uid $uid $uid;Gid: $uid $uid $uid $uid;Groups: $readers;" ] \
-        || die "the container's process runs with $ids"
+    # podman adds the user's own group to the supplementary ones; the readers' is --group-add's.
+    case $ids in
+        "Uid: $uid $uid $uid $uid;Gid: $uid $uid $uid $uid;Groups: "*" $readers;" | \
+            "Uid: $uid $uid $uid $uid;Gid: $uid $uid $uid $uid;Groups: $readers;") ;;
+        *) die "the container's process runs with $ids" ;;
+    esac
+    case $ids in *" 0 "* | *" 0;"*) die "the container's process has id 0: $ids" ;; esac
     ok "the container's process (host pid $pid): $ids"
     t_stop=$(date +%s.%N)
     "${podman[@]}" stop -t 20 "$cid" >/dev/null
@@ -158,6 +165,12 @@ st=$(stat -c '%u:%g %a' "$work/state/access_token.json")
 grep -q '"access_token": *"[^"]\{20,\}"' "$work/state/access_token.json" \
     || die "access_token.json holds no token: $(head -c 300 "$work/state/access_token.json")"
 ok "access_token.json on the volume: $st (owner: the container's user; group: WXTOKEN_GROUP), holds a token"
+# A reader in the readers' group only (php-fpm's worker, uid 10003 here) reads it; another cannot.
+setpriv --reuid 10003 --regid "$readers" --clear-groups head -c 16 "$work/state/access_token.json" >/dev/null \
+    || die "a reader with gid $readers cannot read the token file"
+setpriv --reuid 10003 --regid 10004 --clear-groups head -c 16 "$work/state/access_token.json" >/dev/null 2>&1 \
+    && die "a user outside the readers' group can read the token file"
+ok "a user in group $readers reads the token file; one outside it cannot"
 echo "MEASURED refresh in the container $(secs "$t_run" "$t_end") s"
 
 # 7. A secret others may read is refused (78), as on a host.
