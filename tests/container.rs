@@ -50,21 +50,25 @@ fn fake_wechat() -> PathBuf {
     bin
 }
 
+/// Root (podman's store, chown of the mounts), podman, make, cargo-zigbuild (the portable binary).
+fn requirements(test: &str) -> bool {
+    require(test, is_root(), "needs root (podman, chown)")
+        && require(
+            test,
+            has_command("podman"),
+            "podman is not installed (apt-get install podman runc)",
+        )
+        && require(test, has_command("make"), "make is not installed")
+        && require(test, has_zigbuild(), ZIGBUILD_MISSING)
+}
+
 const LIMIT_SECS: u64 = 300;
 
 #[test]
 #[ignore = "builds and runs the container image (podman, root): cargo test -- --include-ignored"]
 fn container_image_runs_against_the_fake() {
     const TEST: &str = "container_image_runs_against_the_fake";
-    if !(require(TEST, is_root(), "needs root (podman's rootful store, chown of the mounts)")
-        && require(
-            TEST,
-            has_command("podman"),
-            "podman is not installed (apt-get install podman runc)",
-        )
-        && require(TEST, has_command("make"), "make is not installed")
-        && require(TEST, has_zigbuild(), ZIGBUILD_MISSING))
-    {
+    if !requirements(TEST) {
         return;
     }
     let bin = portable_bin(TEST);
