@@ -13,7 +13,7 @@
 # Environment:
 #   IMAGE_ROOT   where to stage the root filesystem (default target/image-root; emptied first)
 #   CA_BUNDLE    the CA certificates (default /etc/ssl/certs/ca-certificates.crt)
-#   PODMAN       the podman (or docker, buildah) command, with global options, word-split:
+#   PODMAN       the podman (or buildah) command, with global options, word-split:
 #                e.g. PODMAN="podman --storage-driver vfs" (default podman)
 #   STAGE_ONLY=1 stage the root filesystem, build no image (for systemd-nspawn or chroot)
 set -eu
