@@ -7,6 +7,7 @@
 #   make portable             # the one x86_64 binary every artifact carries: glibc >= 2.17 (zig)
 #   make dist                 # target/dist/wxtoken-VERSION-x86_64-linux.tar.gz (+ .sha256, install.sh)
 #   make rpm                  # the RPM (cargo generate-rpm), same files as the .deb
+#   make image                # a container image FROM scratch with the portable binary (podman)
 #
 # The artifacts (deb, rpm, dist) carry the portable binary, not the native `cargo build --release`
 # one: built with `cargo zigbuild --target x86_64-unknown-linux-gnu.2.17` against glibc 2.17's
@@ -79,7 +80,7 @@ DOCS := $(wildcard README.md)
 INSTALL ?= install
 SED ?= sed
 
-.PHONY: all build docs deb rpm dist portable zig-venv install uninstall check-bin check-docs
+.PHONY: all build docs deb rpm dist image portable zig-venv install uninstall check-bin check-docs
 
 all: build docs
 
@@ -120,6 +121,13 @@ rpm: portable
 dist: portable
 	$(CARGO) run --locked --quiet --example gen-docs -- "$(ASSETS)" >/dev/null
 	sh packaging/make-dist.sh "$(PORTABLE_BIN)" "$(ASSETS)" "$(DISTDIR)" "$(DIST_NAME)"
+
+# The container image (packaging/container/Containerfile): FROM scratch, the portable binary, its
+# shared libraries from this host, the CA bundle, user wxtoken (10001); the root filesystem is staged
+# in target/image-root. PODMAN="podman --storage-driver vfs" etc. passes podman options
+# (docs/CONTAINERS.md).
+image: portable
+	sh packaging/container/build.sh "$(PORTABLE_BIN)"
 
 check-bin:
 	@test -x "$(BIN)" || { echo "$(BIN) not found: run 'make' (cargo build --release) first, or pass BIN=path" >&2; exit 1; }
