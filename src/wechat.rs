@@ -432,15 +432,18 @@ fn retry_after_secs(v: &str) -> Option<u64> {
 }
 
 fn describe(e: &ureq::Error, base: &Base) -> String {
+    match (e, &base.proxy) {
+        (ureq::Error::ConnectProxyFailed(_) | ureq::Error::Io(_), Some(p)) => format!(
+            "{e} (through the proxy {}:{}; see HTTPS_PROXY / ALL_PROXY / NO_PROXY)",
+            p.host(),
+            p.port()
+        ),
+        _ => describe_direct(e),
+    }
+}
+
+fn describe_direct(e: &ureq::Error) -> String {
     match e {
-        ureq::Error::ConnectProxyFailed(_) | ureq::Error::Io(_) if base.proxy.is_some() => {
-            let p = base.proxy.as_ref().expect("checked");
-            format!(
-                "{e} (through the proxy {}:{}; see HTTPS_PROXY / ALL_PROXY / NO_PROXY)",
-                p.host(),
-                p.port()
-            )
-        }
         ureq::Error::Timeout(_) => format!("timed out ({e})"),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!(
             "TLS failed ({e}); if a TLS-inspecting proxy is in the way, give its CA with --ca-file"
