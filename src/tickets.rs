@@ -152,14 +152,7 @@ mod tests {
     use super::*;
 
     fn file() -> TicketFile {
-        TicketFile {
-            ticket: "bxLdik-RX".into(),
-            expires_in: 7200,
-            expires_at: 1_007_000,
-            refreshed_at: 999_800,
-            ticket_type: "jsapi".into(),
-            appid: "wxa".into(),
-        }
+        crate::store::ticket_file::sample()
     }
 
     #[test]

@@ -98,19 +98,25 @@ pub fn parse(bytes: &[u8]) -> Option<TicketFile> {
     (validate_token(&t.ticket).is_ok() && is_appid(&t.appid) && known_type).then_some(t)
 }
 
+/// A ticket file as wxtoken writes it, for the tests of the modules that read one.
+#[cfg(test)]
+pub(crate) fn sample() -> TicketFile {
+    TicketFile {
+        ticket: "bxLdik-RX".into(),
+        expires_in: 7200,
+        expires_at: 1_007_000,
+        refreshed_at: 999_800,
+        ticket_type: "jsapi".into(),
+        appid: "wxa".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn file() -> TicketFile {
-        TicketFile {
-            ticket: "bxLdik-RX".into(),
-            expires_in: 7200,
-            expires_at: 1_007_000,
-            refreshed_at: 999_800,
-            ticket_type: "jsapi".into(),
-            appid: "wxa".into(),
-        }
+        sample()
     }
 
     #[test]

@@ -25,45 +25,8 @@ pub struct Direct {
 }
 
 impl Source for Direct {
-    fn probe(&mut self, run: &mut Run, cur: Current, why: &str, reported: bool, now: u64) -> Plan {
-        Direct::probe(self, run, cur, why, reported, now)
-    }
-
-    fn token(
-        &mut self,
-        run: &mut Run,
-        current: Option<Current>,
-        why: &str,
-        rotate: bool,
-    ) -> Result<Obtained> {
-        self.refresh_token(run, current.as_ref(), why, rotate)
-    }
-
-    fn ticket(
-        &mut self,
-        run: &mut Run,
-        ty: TicketType,
-        token: &str,
-        current: Option<&TicketFile>,
-    ) -> Result<()> {
-        Direct::ticket(self, run, ty, token, current)
-    }
-}
-
-impl Direct {
-    fn client(&mut self, cfg: &crate::config::Config) -> &Client {
-        self.client.get_or_insert_with(|| Client::new(cfg))
-    }
-
     /// Asks WeChat about the file's token; turns a Probe plan into Fresh or Fetch.
-    pub(super) fn probe(
-        &mut self,
-        run: &mut Run,
-        cur: Current,
-        why: &str,
-        reported: bool,
-        now: u64,
-    ) -> Plan {
+    fn probe(&mut self, run: &mut Run, cur: Current, why: &str, reported: bool, now: u64) -> Plan {
         let left = cur.left(now);
         let probed_ago = run.st.probed_ago(now);
         if reported && probed_ago < REPORT_PROBE_INTERVAL {
@@ -135,6 +98,36 @@ impl Direct {
                 Plan::Fresh { cur, left }
             }
         }
+    }
+
+    fn token(
+        &mut self,
+        run: &mut Run,
+        current: Option<Current>,
+        why: &str,
+        rotate: bool,
+    ) -> Result<Obtained> {
+        self.refresh_token(run, current.as_ref(), why, rotate)
+    }
+
+    fn ticket(
+        &mut self,
+        run: &mut Run,
+        ty: TicketType,
+        token: &str,
+        current: Option<&TicketFile>,
+    ) -> Result<()> {
+        let cfg = run.cfg;
+        let deadline = run.deadline;
+        let ctx = context(cfg);
+        let client = self.client(run.cfg);
+        tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
+    }
+}
+
+impl Direct {
+    fn client(&mut self, cfg: &crate::config::Config) -> &Client {
+        self.client.get_or_insert_with(|| Client::new(cfg))
     }
 
     /// Reserves a force_refresh within WeChat's budget (waiting out the 30 s gap if the run's
@@ -346,19 +339,5 @@ impl Direct {
             run.cfg.store.primary.display(),
             secs_until(worth, now)
         ))
-    }
-
-    pub(super) fn ticket(
-        &mut self,
-        run: &mut Run,
-        ty: TicketType,
-        token: &str,
-        current: Option<&TicketFile>,
-    ) -> Result<()> {
-        let cfg = run.cfg;
-        let deadline = run.deadline;
-        let ctx = context(cfg);
-        let client = self.client(run.cfg);
-        tickets::refresh_one(client, &ctx, ty, token, current, &cfg.store, &deadline)
     }
 }
