@@ -64,7 +64,7 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
         cfg: &cfg,
         deadline,
         st,
-        dirty: false,
+        dirty: RunState::writable_by_others(&dir),
         fetched: false,
         base: None,
     };

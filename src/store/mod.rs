@@ -9,7 +9,7 @@ pub mod run_state;
 pub mod ticket_file;
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -374,7 +374,18 @@ fn lock_one(path: &Path, deadline: &Deadline) -> Result<File> {
             )),
         })?;
     match file.metadata() {
-        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if meta.is_file() => {
+            // Whoever may write the lock file may truncate or replace what runs serialize on.
+            if meta.mode() & 0o022 != 0
+                && let Err(e) = file.set_permissions(fs::Permissions::from_mode(0o600))
+            {
+                warn!(
+                    "the lock file {} is writable by others (mode {:04o}) and cannot be made 0600:                      {e}; chmod 0600 it",
+                    path.display(),
+                    meta.mode() & 0o7777
+                );
+            }
+        }
         Ok(meta) => return Err(not_regular(path, &meta)),
         Err(e) => {
             return Err(Error::cant_create(format!(

@@ -150,11 +150,20 @@ impl RunState {
         }
     }
 
+    /// Saved with the token files' mode and group less any write bit but the owner's: `--mode`
+    /// may let the readers write the token files, never the budgets and verdicts runs decide on.
     pub fn save(&self, dir: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
         let mut s = serde_json::to_string_pretty(self).expect("plain struct serializes");
         s.push('\n');
-        write_atomic(&Self::path(dir), s.as_bytes(), mode, gid)?;
+        write_atomic(&Self::path(dir), s.as_bytes(), mode & !0o022, gid)?;
         Ok(())
+    }
+
+    /// The state file in `dir` can be written by others than its owner (an older wxtoken wrote
+    /// it with a group-writable `--mode`, or a hand did): it must be saved again.
+    pub fn writable_by_others(dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(Self::path(dir)).is_ok_and(|m| m.is_file() && m.mode() & 0o022 != 0)
     }
 
     /// Seconds since the last probe; "never" (u64::MAX) when there was none or its time lies in
