@@ -91,9 +91,11 @@ pub fn plan(
         };
     }
     // A run that queued behind another run's refresh takes its result: N runs started together
-    // with --force make one upstream call.
-    let refreshed_since_start =
-        st.refreshed_ms >= started_ms && st.token_expires_at == cur.file.expires_at;
+    // with --force make one upstream call. A refresh time later than now was written under a
+    // clock that ran ahead: it says nothing about this run, whose --force-new must rotate.
+    let refreshed_since_start = st.refreshed_ms >= started_ms
+        && st.refreshed_ms / 1000 <= now
+        && st.token_expires_at == cur.file.expires_at;
     if (policy.force || policy.force_new) && !refreshed_since_start {
         let flag = if policy.force_new {
             "--force-new"
@@ -215,6 +217,20 @@ mod tests {
             force_new: true,
             ..policy()
         };
+        // A refresh recorded under a clock 100 s ahead is not one this run queued behind.
+        let ahead = RunState {
+            refreshed_ms: (NOW + 100) * 1000,
+            token_expires_at: NOW + 7000,
+            ..RunState::default()
+        };
+        assert!(fetches(&plan(
+            new,
+            Some(cur(NOW + 7000, NOW)),
+            &ahead,
+            &[],
+            ms,
+            NOW
+        )));
         assert_eq!(
             plan(new, Some(cur(NOW + 5000, NOW - 100)), &st, &[], ms + 2, NOW),
             Plan::Fetch {
