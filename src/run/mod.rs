@@ -445,6 +445,18 @@ impl Run<'_> {
             return None;
         }
         let digest = digest(&file.access_token);
+        if let Some(r) = self.st.retiring.as_mut()
+            && r.at > now
+        {
+            // Recorded under a clock that ran ahead: the fetch was made no later than now. Kept
+            // clamped, so the token's end does not move on with the clock.
+            warn!(
+                "{path}: a fetch that retires its token is recorded {} s in the future: the clock                  stepped back since; counting it as made now",
+                r.at - now
+            );
+            r.at = now;
+            self.dirty = true;
+        }
         let effective = self.st.effective_expiry(&digest, file.expires_at, now);
         if effective < file.expires_at
             && let Some(r) = &self.st.retiring

@@ -183,7 +183,11 @@ impl RunState {
             return now.min(expires_at);
         }
         match &self.retiring {
-            Some(r) if r.digest == digest => expires_at.min(r.at.saturating_add(r.grace)),
+            // A fetch recorded in the future was recorded under a clock that ran ahead: it was
+            // made no later than now.
+            Some(r) if r.digest == digest => {
+                expires_at.min(r.at.min(now).saturating_add(r.grace))
+            }
             _ => expires_at,
         }
     }
@@ -407,6 +411,9 @@ mod tests {
         });
         assert_eq!(s.effective_expiry("d", 9000, 1000), 1300);
         assert_eq!(s.effective_expiry("other", 9000, 1000), 9000);
+        // Recorded under a clock an hour ahead: clamped to now.
+        s.retiring.as_mut().unwrap().at = 1000 + 3600;
+        assert_eq!(s.effective_expiry("d", 9000, 1000), 1300);
         s.dead = Some("d".into());
         assert_eq!(s.effective_expiry("d", 9000, 1000), 1000);
     }
