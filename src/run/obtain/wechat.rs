@@ -212,7 +212,7 @@ impl Direct {
         let new_expiry = now.saturating_add(grant.expires_in);
         if let Some(cur) = current
             && !same
-            && new_expiry <= Self::current_worth(run, cur, now)
+            && new_expiry <= Self::current_worth(run, cur, now, true)
         {
             return Err(self.keep_better(run, cur, grant.expires_in, now));
         }
@@ -313,16 +313,26 @@ impl Direct {
         result
     }
 
-    /// When the file's token stops working, given a fetch just made at `now`.
-    fn current_worth(run: &Run, cur: &Current, now: u64) -> u64 {
-        run.st
-            .effective_expiry(&cur.digest, cur.file.expires_at, now)
+    /// When the file's token stops working, given a fetch just made at `now` that handed out
+    /// another token (`replaced`).
+    fn current_worth(run: &Run, cur: &Current, now: u64, replaced: bool) -> u64 {
+        let worth = run
+            .st
+            .effective_expiry(&cur.digest, cur.file.expires_at, now);
+        if replaced && run.cfg.api == Api::Stable {
+            // The stable API hands out another token only when the old one was revoked or is in
+            // its last 300 s: the file's lives at most that long, whatever its expires_at says
+            // (legacy and WeCom fetches are counted alike through the recorded retirement).
+            worth.min(now.saturating_add(OVERLAP))
+        } else {
+            worth
+        }
     }
 
     /// The fetched token is worse than the file's: keep the file (correcting its expiry if the
     /// fetch cut it short, so readers are not told more than the truth) and say why.
     fn keep_better(&mut self, run: &mut Run, cur: &Current, expires_in: u64, now: u64) -> Error {
-        let worth = Self::current_worth(run, cur, now);
+        let worth = Self::current_worth(run, cur, now, true);
         let mut note = String::new();
         if worth < cur.file.expires_at {
             let corrected = TokenFile {
@@ -339,9 +349,14 @@ impl Direct {
                 Err(e) => note = format!("; correcting its expiry failed: {e}"),
             }
         }
+        let than = if now.saturating_add(expires_in) < worth {
+            "sooner than"
+        } else {
+            "no later than"
+        };
         Error::temp(format!(
-            "WeChat returned a token for appid {} that expires in {expires_in} s, sooner than the \
-             one in {} ({} s left); kept the file{note}. The next run will try again",
+            "WeChat returned a token for appid {} that expires in {expires_in} s, {than} the one \
+             in {} ({} s left); kept the file{note}. The next run will try again",
             run.cfg.appid,
             run.cfg.store.state.display(),
             secs_until(worth, now)
