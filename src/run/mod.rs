@@ -203,7 +203,12 @@ fn execute(
             current,
             why,
             rotate,
-        } => source.token(run, current, &why, rotate)?,
+        } => {
+            let known = current.clone();
+            source
+                .token(run, current, &why, rotate)
+                .inspect_err(|_| run.tell_truth(known.as_ref()))?
+        }
         Plan::Probe { cur, .. } => {
             // A source answers a probe with Fresh or Fetch; one that could not probe keeps.
             let left = cur.left(now);
@@ -253,8 +258,10 @@ fn execute(
             };
             run.st.dead = Some(dead.digest.clone());
             run.dirty = true;
-            let again =
-                source.token(run, Some(dead), "WeChat rejected the current token", false)?;
+            let known = Some(dead.clone());
+            let again = source
+                .token(run, Some(dead), "WeChat rejected the current token", false)
+                .inspect_err(|_| run.tell_truth(known.as_ref()))?;
             (token, outcome) = (again.token, again.outcome);
             fetched = true;
             run.save_state()?;
@@ -342,6 +349,38 @@ impl Run<'_> {
             outcome: Ok(()),
             fetched: false,
         })
+    }
+
+    /// After a failed fetch: the files keep the token, but never claim more than the run state
+    /// knows it is worth (a fetch that retired it, a probe that found it dead). Best effort: the
+    /// run fails anyway.
+    fn tell_truth(&mut self, cur: Option<&Current>) {
+        let Some(cur) = cur else { return };
+        let effective = self
+            .st
+            .effective_expiry(&cur.digest, cur.file.expires_at, unix_now());
+        if effective >= cur.file.expires_at {
+            return;
+        }
+        let truth = TokenFile {
+            expires_at: effective,
+            expire_time: effective,
+            ..cur.file.clone()
+        };
+        match self.cfg.store.publish(&truth) {
+            Ok(written) => {
+                if !written.is_empty() {
+                    warn!(
+                        "{}: its token works until {effective}, not {}: expires_at lowered",
+                        self.cfg.store.state.display(),
+                        cur.file.expires_at
+                    );
+                }
+                self.st.token_expires_at = effective;
+                self.dirty = true;
+            }
+            Err(e) => warn!("could not lower the file's expires_at to {effective}: {e}"),
+        }
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
