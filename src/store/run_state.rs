@@ -260,6 +260,8 @@ impl RunState {
 }
 
 pub const REQUESTS_DIR: &str = "requests";
+/// Beside `requests/`: what runs could not remove from it, set aside out of the readers' reach.
+pub const SET_ASIDE_DIR: &str = ".requests.old";
 
 /// The directory where apps leave requests (see `report`): created on every run if missing, mode
 /// 01730 and the outputs' group, so the readers' group may add entries but neither list nor remove
