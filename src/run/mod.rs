@@ -53,6 +53,14 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
     names.push(run_state::STATE_NAME.to_string());
     lock.remove_stale_temps(&names);
+    if let Some(metrics) = &cfg.metrics
+        && let Some(name) = metrics.file_name().and_then(|n| n.to_str())
+    {
+        crate::store::remove_stale_temps_in(
+            crate::store::atomic::dir_of(metrics),
+            &[name.to_string()],
+        );
+    }
 
     let dir = store.dir().to_path_buf();
     let requests = run_state::ensure_requests_dir(&dir, store.gid);

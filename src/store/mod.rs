@@ -162,26 +162,33 @@ impl Lock {
     /// mid-write. Only in the directories this lock covers, so no live run can be writing them.
     pub fn remove_stale_temps(&self, names: &[String]) {
         for dir in self.dirs() {
-            let Ok(entries) = fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if !names.iter().any(|n| is_temp_of(name, n)) {
-                    continue;
-                }
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => info!(
-                        "removed {} left by an interrupted run",
-                        entry.path().display()
-                    ),
-                    Err(e) => warn!(
-                        "cannot remove the stale temp file {}: {e}",
-                        entry.path().display()
-                    ),
-                }
-            }
+            remove_stale_temps_in(dir, names);
+        }
+    }
+}
+
+/// Removes the temp files (`.NAME.XXXXXX.tmp`, NAME one of `names`) in `dir`. Only for files that
+/// no run can be writing now: those of the directories whose lock this run holds, and files only
+/// runs holding that lock write (the `--metrics` file of this configuration).
+pub fn remove_stale_temps_in(dir: &Path, names: &[String]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !names.iter().any(|n| is_temp_of(name, n)) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => info!(
+                "removed {} left by an interrupted run",
+                entry.path().display()
+            ),
+            Err(e) => warn!(
+                "cannot remove the stale temp file {}: {e}",
+                entry.path().display()
+            ),
         }
     }
 }
