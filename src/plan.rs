@@ -117,10 +117,7 @@ pub fn plan(
             reported: true,
         };
     }
-    let checked_ago = st
-        .probed_ago(now)
-        .min(now.saturating_sub(cur.file.refreshed_at));
-    if policy.probe_every > 0 && checked_ago >= policy.probe_every {
+    if let Some(checked_ago) = periodic_due(policy, &cur, st, now) {
         return Plan::Probe {
             cur,
             why: format!("last checked {checked_ago} s ago"),
@@ -128,6 +125,15 @@ pub fn plan(
         };
     }
     Plan::Fresh { cur, left }
+}
+
+/// Some(seconds since the token was last checked: probed, or fetched) when a periodic probe is
+/// due: `--probe-every` is on and that long has passed.
+pub fn periodic_due(policy: Policy, cur: &Current, st: &RunState, now: u64) -> Option<u64> {
+    let checked_ago = st
+        .probed_ago(now)
+        .min(now.saturating_sub(cur.file.refreshed_at));
+    (policy.probe_every > 0 && checked_ago >= policy.probe_every).then_some(checked_ago)
 }
 
 #[cfg(test)]

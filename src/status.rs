@@ -15,7 +15,7 @@ use crate::accounts;
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::store::atomic::{Found, dir_of, read_capped};
-use crate::store::run_state::RunState;
+use crate::store::run_state::{ProbeKind, RunState};
 use crate::store::{Format, TokenFile, parse_token_file};
 use crate::tickets;
 use crate::vocab::{digest, implausible, secs_until, unix_now};
@@ -207,6 +207,31 @@ pub fn inspect(args: &StatusArgs) -> Report {
                     h.command,
                     now.saturating_sub(h.since),
                     h.error
+                ),
+            );
+        }
+        for kind in [ProbeKind::Periodic, ProbeKind::Report] {
+            if st.probe_budget_left(now, kind) > 0 {
+                continue;
+            }
+            let off = match kind {
+                ProbeKind::Periodic => {
+                    "the token is not checked with WeChat periodically (--probe-every below 288 s \
+                     does this)"
+                }
+                ProbeKind::Report => {
+                    "apps' reports of a rejected token are not checked with WeChat (a member of \
+                     the readers' group reporting the live token in a loop does this; the \
+                     periodic probe goes on)"
+                }
+            };
+            r.raise(
+                Level::Warning,
+                format!(
+                    "the {} probe budget is used up ({} in 24 h): {off} for {} s more",
+                    kind.name(),
+                    kind.per_day(),
+                    st.probe_window_end().saturating_sub(now)
                 ),
             );
         }

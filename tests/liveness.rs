@@ -584,13 +584,14 @@ fn probes_stay_within_a_daily_budget() {
     let n = now();
     edit(&state, |v| {
         v["probe_day_start"] = (n - 3600).into();
-        v["probes_today"] = 500.into();
+        v["probes_today"] = 200.into();
+        v["report_probes_today"] = 200.into();
     });
     report(&site, &token).expect(0);
     site.refresh(&fake)
         .run()
         .expect(0)
-        .stderr_has("500 probes in the last 24 h");
+        .stderr_has("the report probe budget is used up (200 in 24 h)");
     assert_eq!(probes(&fake), 0);
     // Kept for when the budget is back.
     assert_eq!(run_state(&site)["pending_report"], digest(&token));

@@ -362,7 +362,10 @@ fn transient_failures_exit_75_and_keep_the_old_file() {
         assert_eq!(run.code, 75, "{name}: exit status; stderr:\n{}", run.stderr);
         let mut after = site.read();
         let left = site.left();
-        assert!((290..=300).contains(&left), "{name}: the file claims {left} s");
+        assert!(
+            (290..=300).contains(&left),
+            "{name}: the file claims {left} s"
+        );
         for field in ["expires_at", "expire_time", "expires_time"] {
             after[field] = before[field].clone();
         }

@@ -230,7 +230,9 @@ pub fn validate(args: &RefreshArgs) -> Checked {
     match &args.metrics {
         None => c.pass("metrics", "none given: no metrics file is written"),
         Some(p) => {
-            let mut paths = store.as_ref().map_or_else(Vec::new, |s| own_paths(s, &tickets));
+            let mut paths = store
+                .as_ref()
+                .map_or_else(Vec::new, |s| own_paths(s, &tickets));
             paths.push((p.clone(), "--metrics".into()));
             c.take("metrics", distinct(&paths, for_appid), |()| {
                 format!(
@@ -294,7 +296,10 @@ fn own_paths(store: &Store, tickets: &[TicketType]) -> Vec<(PathBuf, String)> {
         ));
     }
     paths.push((RunState::path(dir), "the run state".into()));
-    paths.push((dir.join(run_state::REQUESTS_DIR), "the request directory".into()));
+    paths.push((
+        dir.join(run_state::REQUESTS_DIR),
+        "the request directory".into(),
+    ));
     paths.push((
         dir.join(run_state::SET_ASIDE_DIR),
         "where unremovable requests are set aside".into(),

@@ -21,9 +21,38 @@ pub const STATE_NAME: &str = ".wxtoken-state.json";
 pub const FORCE_PER_DAY: usize = 20;
 pub const FORCE_MIN_GAP: u64 = 30;
 /// get_api_domain_ip has a daily quota of its own (1000 a day, as WeChat staff answered in the
-/// developer community; not in the reference docs). Half of it for probes, whatever apps report.
+/// developer community; not in the reference docs). Half of it for probes, whatever apps report,
+/// in two shares: any member of the readers' group can make reports, so they must never spend
+/// what the periodic probe needs (the default --probe-every 300 makes 288 a day).
 pub const PROBES_PER_DAY: u64 = 500;
+pub const PERIODIC_PROBES_PER_DAY: u64 = 300;
+pub const REPORT_PROBES_PER_DAY: u64 = PROBES_PER_DAY - PERIODIC_PROBES_PER_DAY;
 const DAY: u64 = 86_400;
+
+/// What a probe is made for, and so which budget it is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `--probe-every`: the check for apps that cannot report.
+    Periodic,
+    /// An app reported the token as rejected.
+    Report,
+}
+
+impl ProbeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Periodic => "periodic",
+            ProbeKind::Report => "report",
+        }
+    }
+
+    pub fn per_day(self) -> u64 {
+        match self {
+            ProbeKind::Periodic => PERIODIC_PROBES_PER_DAY,
+            ProbeKind::Report => REPORT_PROBES_PER_DAY,
+        }
+    }
+}
 
 /// A fetch that retires the token it replaces: a legacy (or WeCom) fetch kills it `grace` (300 s)
 /// after `at`, a force_refresh at once. Recorded before the request and cleared once the new token
@@ -77,6 +106,10 @@ pub struct RunState {
     /// Probes made since `probe_day_start` (a rolling window of one day).
     pub probe_day_start: u64,
     pub probes_today: u64,
+    /// Of those, the ones made for app reports and the periodic ones: each kind has its own
+    /// budget (a state from an older wxtoken has neither: its window's probes are not charged).
+    pub report_probes_today: u64,
+    pub periodic_probes_today: u64,
     /// The last run's outcome. A fresh tick that changes nothing else is saved only when this is
     /// older than 600 s (the metrics file has every run's).
     pub last_run: Option<Outcome>,
@@ -185,9 +218,7 @@ impl RunState {
         match &self.retiring {
             // A fetch recorded in the future was recorded under a clock that ran ahead: it was
             // made no later than now.
-            Some(r) if r.digest == digest => {
-                expires_at.min(r.at.min(now).saturating_add(r.grace))
-            }
+            Some(r) if r.digest == digest => expires_at.min(r.at.min(now).saturating_add(r.grace)),
             _ => expires_at,
         }
     }
@@ -219,20 +250,52 @@ impl RunState {
         Ok(FORCE_MIN_GAP.saturating_sub(since).min(FORCE_MIN_GAP))
     }
 
-    /// Is a probe within the daily budget? Opens a new day's window when the last one is over (or
-    /// lies in the future: a clock step must not block probes for good).
-    pub fn probe_allowed(&mut self, now: u64) -> bool {
-        if self.probe_day_start > now || now - self.probe_day_start >= DAY {
-            self.probe_day_start = now;
-            self.probes_today = 0;
-        }
-        self.probes_today < PROBES_PER_DAY
+    /// Is the current day's window over (or does it lie in the future: a clock step must not
+    /// block probes for good)?
+    fn probe_window_over(&self, now: u64) -> bool {
+        self.probe_day_start > now || now - self.probe_day_start >= DAY
     }
 
-    pub fn record_probe(&mut self, now: u64) {
+    fn probes_used(&self, kind: ProbeKind) -> u64 {
+        match kind {
+            ProbeKind::Periodic => self.periodic_probes_today,
+            ProbeKind::Report => self.report_probes_today,
+        }
+    }
+
+    /// Is a probe of this kind within its daily budget? Opens a new day's window when the last
+    /// one is over.
+    pub fn probe_allowed(&mut self, now: u64, kind: ProbeKind) -> bool {
+        if self.probe_window_over(now) {
+            self.probe_day_start = now;
+            self.probes_today = 0;
+            self.report_probes_today = 0;
+            self.periodic_probes_today = 0;
+        }
+        self.probes_used(kind) < kind.per_day()
+    }
+
+    /// Probes of this kind left in the current window.
+    pub fn probe_budget_left(&self, now: u64, kind: ProbeKind) -> u64 {
+        if self.probe_window_over(now) {
+            return kind.per_day();
+        }
+        kind.per_day().saturating_sub(self.probes_used(kind))
+    }
+
+    /// When the current window ends (its budgets are back).
+    pub fn probe_window_end(&self) -> u64 {
+        self.probe_day_start.saturating_add(DAY)
+    }
+
+    pub fn record_probe(&mut self, now: u64, kind: ProbeKind) {
         self.last_probe_at = now;
         self.probes_today += 1;
         self.probes += 1;
+        match kind {
+            ProbeKind::Periodic => self.periodic_probes_today += 1,
+            ProbeKind::Report => self.report_probes_today += 1,
+        }
     }
 
     /// Records how a run ended.
@@ -386,18 +449,31 @@ mod tests {
 
     #[test]
     fn probe_budget() {
+        use ProbeKind::{Periodic, Report};
         let now = 1_000_000;
         let mut s = RunState::default();
-        for _ in 0..PROBES_PER_DAY {
-            assert!(s.probe_allowed(now));
-            s.record_probe(now);
+        for _ in 0..REPORT_PROBES_PER_DAY {
+            assert!(s.probe_allowed(now, Report));
+            s.record_probe(now, Report);
         }
-        assert!(!s.probe_allowed(now + 100));
-        assert!(s.probe_allowed(now + DAY));
-        s.probes_today = PROBES_PER_DAY;
+        assert!(!s.probe_allowed(now + 100, Report));
+        assert_eq!(s.probe_budget_left(now + 100, Report), 0);
+        // Reports spent their own share, not the periodic probes'.
+        assert!(s.probe_allowed(now + 100, Periodic));
+        assert_eq!(s.probe_budget_left(now, Periodic), PERIODIC_PROBES_PER_DAY);
+        for _ in 0..PERIODIC_PROBES_PER_DAY {
+            assert!(s.probe_allowed(now, Periodic));
+            s.record_probe(now, Periodic);
+        }
+        assert!(!s.probe_allowed(now, Periodic));
+        assert_eq!(s.probes_today, PROBES_PER_DAY);
+        assert!(s.probe_allowed(now + DAY, Report));
+        assert!(s.probe_allowed(now + DAY, Periodic));
+        s.report_probes_today = REPORT_PROBES_PER_DAY;
         s.probe_day_start = now + 5 * DAY;
+        assert_eq!(s.probe_budget_left(now, Report), REPORT_PROBES_PER_DAY);
         assert!(
-            s.probe_allowed(now),
+            s.probe_allowed(now, Report),
             "a window from a clock that ran ahead is reopened"
         );
     }

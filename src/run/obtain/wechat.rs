@@ -5,9 +5,10 @@ use log::{debug, info, warn};
 
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
+use crate::plan::periodic_due;
 use crate::plan::{Current, Plan};
 use crate::store::TokenFile;
-use crate::store::run_state::Retiring;
+use crate::store::run_state::{ProbeKind, Retiring};
 use crate::tickets::{self, TicketFile};
 use crate::vocab::{Api, OVERLAP, TicketType, secs_until, unix_now, unix_now_ms};
 use crate::wechat::{Client, Grant, Probe};
@@ -64,7 +65,9 @@ impl Direct {
     ) -> Plan {
         let left = cur.left(now);
         let probed_ago = run.st.probed_ago(now);
-        if reported && probed_ago < REPORT_PROBE_INTERVAL {
+        let periodic_due = periodic_due(run.policy(), &cur, &run.st, now).is_some();
+        let rate_limited = reported && probed_ago < REPORT_PROBE_INTERVAL;
+        if rate_limited && !periodic_due {
             // Rate limit: remember it, the next run (a minute at most) probes.
             if run.st.pending_report.as_deref() != Some(cur.digest.as_str()) {
                 run.st.pending_report = Some(cur.digest.clone());
@@ -77,25 +80,49 @@ impl Direct {
             );
             return Plan::Fresh { cur, left };
         }
-        if !run.st.probe_allowed(now) {
-            run.dirty = true;
+        // The budget it is charged to: the periodic one when that probe is due anyway (the report
+        // then costs the reports' budget nothing), else the reports'. A report whose budget is
+        // spent never stops a periodic probe that is due.
+        let mut kinds = Vec::new();
+        if periodic_due || !reported {
+            kinds.push(ProbeKind::Periodic);
+        }
+        if reported && !rate_limited {
+            kinds.push(ProbeKind::Report);
+        }
+        run.dirty = true;
+        let Some(kind) = kinds
+            .iter()
+            .copied()
+            .find(|&k| run.st.probe_allowed(now, k))
+        else {
+            let spent: Vec<String> = kinds
+                .iter()
+                .map(|k| {
+                    format!(
+                        "the {} probe budget is used up ({} in 24 h)",
+                        k.name(),
+                        k.per_day()
+                    )
+                })
+                .collect();
             warn!(
-                "not checking the token with WeChat ({why}): {} probes in the last 24 h, the most \
-                 wxtoken makes (get_api_domain_ip has a daily quota of its own)",
-                run.st.probes_today
+                "not checking the token with WeChat ({why}): {}; get_api_domain_ip has a daily \
+                 quota of its own. `wxtoken status` says when it is back",
+                spent.join(", and ")
             );
             if reported {
                 run.st.pending_report = Some(cur.digest.clone());
             }
             return Plan::Fresh { cur, left };
-        }
+        };
         register_token(&cur.file.access_token);
         let deadline = run.deadline;
         let ctx = context(run.cfg);
         let result = self
             .client(run.cfg)
             .probe(&ctx, &cur.file.access_token, &deadline);
-        run.st.record_probe(now);
+        run.st.record_probe(now, kind);
         run.dirty = true;
         match result {
             Probe::Alive => {
