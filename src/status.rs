@@ -210,6 +210,21 @@ pub fn inspect(args: &StatusArgs) -> Report {
                 ),
             );
         }
+        if let Some(stuck) = &st.requests_stuck {
+            let aside = dir.join(crate::store::run_state::SET_ASIDE_DIR);
+            r.raise(
+                Level::Warning,
+                format!(
+                    "wxtoken cannot remove {} entr{} left in requests/ (owned by {}): a member of \
+                     the files' group made them; reports still work. Remove them as root: rm -r {} \
+                     (where they are set aside; the log says when there was no room)",
+                    stuck.entries,
+                    if stuck.entries == 1 { "y" } else { "ies" },
+                    crate::store::run_state::owner_names(&stuck.owners),
+                    aside.display()
+                ),
+            );
+        }
         for kind in [ProbeKind::Periodic, ProbeKind::Report] {
             if st.probe_budget_left(now, kind) > 0 {
                 continue;

@@ -180,9 +180,23 @@ fn execute(
     now: u64,
 ) -> Result<ExitCode> {
     let cfg = run.cfg;
-    let (consumed, mut reports) = requests
-        .map(run_state::consume_requests)
-        .unwrap_or_default();
+    // A report of the file's token is looked up by its name: no debris can hide it.
+    let wanted: Vec<String> = file.iter().map(|f| digest(&f.access_token)).collect();
+    let sweep_due = run
+        .st
+        .requests_stuck
+        .as_ref()
+        .is_none_or(|s| s.swept_at > now || now - s.swept_at >= run_state::SWEEP_EVERY);
+    let taken = requests.map_or_else(run_state::Consumed::default, |dir| {
+        run_state::consume_requests(dir, &wanted, cfg.store.gid, now, sweep_due)
+    });
+    if let Some(stuck) = taken.stuck
+        && run.st.requests_stuck != stuck
+    {
+        run.st.requests_stuck = stuck;
+        run.dirty = true;
+    }
+    let (consumed, mut reports) = (taken.count, taken.digests);
     if consumed > 0 {
         run.st.reports_consumed += consumed;
         run.st.last_report_at = now;
