@@ -186,9 +186,22 @@ fn a_reader_reporting_every_31_s_cannot_switch_the_periodic_probe_off() {
 fn a_report_is_seen_through_100000_debris_entries_and_requests_is_left_empty() {
     let fake = FakeWeChat::start();
     let site = Site::new();
-    // On a tmpfs when there is one: 200,000 inodes are made and removed in seconds there, not
-    // minutes.
-    let site = match tempfile::tempdir_in("/dev/shm") {
+    // On a tmpfs when there is a roomy one: 200,000 inodes are made and removed in seconds there,
+    // not minutes (a container's 64 MiB /dev/shm would fill up).
+    let roomy = |path: &str| {
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: statvfs is plain data; all-zero is a valid value, filled in by the call.
+        let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid C string and out-pointer.
+        let ok = unsafe { libc::statvfs(c.as_ptr(), &mut v) } == 0;
+        ok && (v.f_bavail as u64) * (v.f_frsize as u64) >= 1 << 30 && v.f_favail >= 400_000
+    };
+    let shm = if roomy("/dev/shm") {
+        tempfile::tempdir_in("/dev/shm")
+    } else {
+        Err(std::io::Error::other("no roomy tmpfs"))
+    };
+    let site = match shm {
         Ok(dir) => {
             let secret = dir.path().join("secret");
             fs::copy(&site.secret, &secret).unwrap();
