@@ -104,20 +104,30 @@ pub fn deliver(
         .map(|i| (i.name.clone(), i.digest.clone()))
         .collect();
     let mut failures: Vec<(&Hook, Error)> = Vec::new();
-    for hook in &cfg.hooks {
-        let before = st.hooks_delivered.get(&hook.text);
-        let changed: Vec<&str> = items
-            .iter()
-            .filter(|i| before.and_then(|b| b.get(&i.name)) != Some(&i.digest))
-            .map(|i| i.name.as_str())
-            .collect();
-        if changed.is_empty() {
-            debug!("hook {}: nothing changed since it last ran", hook.name());
-            continue;
-        }
-        let changed = changed.join(",");
+    let due: Vec<(&Hook, String)> = cfg
+        .hooks
+        .iter()
+        .filter_map(|hook| {
+            let before = st.hooks_delivered.get(&hook.text);
+            let changed: Vec<&str> = items
+                .iter()
+                .filter(|i| before.and_then(|b| b.get(&i.name)) != Some(&i.digest))
+                .map(|i| i.name.as_str())
+                .collect();
+            if changed.is_empty() {
+                debug!("hook {}: nothing changed since it last ran", hook.name());
+                return None;
+            }
+            Some((hook, changed.join(",")))
+        })
+        .collect();
+    let count = due.len();
+    for (i, (hook, changed)) in due.into_iter().enumerate() {
+        // Each hook gets its share of what is left, so one that hangs cannot take the time of the
+        // ones after it; a hook that ends early leaves its unused share to them.
+        let share = deadline.remaining() / (count - i) as u32;
         let env = environment(cfg, token, &items, &changed);
-        match run(hook, &env, deadline) {
+        match run(hook, &env, deadline, share) {
             Ok(took) => {
                 info!(
                     "hook {} delivered {changed} in {:.2} s",
@@ -234,8 +244,9 @@ fn run(
     hook: &Hook,
     env: &[(OsString, OsString)],
     deadline: &Deadline,
+    share: Duration,
 ) -> std::result::Result<Duration, Error> {
-    let limit = HOOK_TIME_LIMIT.min(deadline.remaining());
+    let limit = HOOK_TIME_LIMIT.min(share);
     if deadline.exhausted() {
         return Err(Error::temp(
             "not started: nothing is left of --max-time after the refresh",
@@ -321,7 +332,7 @@ fn run(
     }
     if timed_out {
         let why = if limit < HOOK_TIME_LIMIT {
-            "what --max-time left"
+            "its share of what --max-time left, so that the later hooks still run"
         } else {
             "the hook time limit"
         };

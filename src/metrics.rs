@@ -10,7 +10,7 @@ use crate::clock::unix_now;
 use crate::error::Result;
 use crate::store::TokenFile;
 use crate::store::atomic::write_atomic;
-use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, RunState, Verdict};
+use crate::store::run_state::{FORCE_PER_DAY, PROBES_PER_DAY, ProbeKind, RunState, Verdict};
 
 /// Label values are the appid and API name (checked to `[A-Za-z0-9_-]`) and fixed words; the
 /// escaping is still done as the format requires.
@@ -137,8 +137,26 @@ pub fn render(
         &mut out,
         "wxtoken_probes_budget_remaining",
         "gauge",
-        "Probes left in the current 24-hour window.",
+        "Probes left in the current 24-hour window, both budgets together.",
         &one(PROBES_PER_DAY.saturating_sub(st.probes_today) as f64),
+    );
+    let now = unix_now();
+    let budgets: Vec<_> = [ProbeKind::Periodic, ProbeKind::Report]
+        .iter()
+        .map(|&k| {
+            (
+                format!("{id},kind=\"{}\"", k.name()),
+                st.probe_budget_left(now, k) as f64,
+            )
+        })
+        .collect();
+    family(
+        &mut out,
+        "wxtoken_probe_budget_remaining",
+        "gauge",
+        "Probes left in the current 24-hour window, per budget: periodic (--probe-every) and \
+         report (apps' reports); 0 means that kind of check is off until the window ends.",
+        &budgets,
     );
     family(
         &mut out,

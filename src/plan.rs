@@ -92,9 +92,11 @@ pub fn plan(
         };
     }
     // A run that queued behind another run's refresh takes its result: N runs started together
-    // with --force make one upstream call.
-    let refreshed_since_start =
-        st.refreshed_ms >= started_ms && st.token_expires_at == cur.file.expires_at;
+    // with --force make one upstream call. A refresh time later than now was written under a
+    // clock that ran ahead: it says nothing about this run, whose --force-new must rotate.
+    let refreshed_since_start = st.refreshed_ms >= started_ms
+        && st.refreshed_ms / 1000 <= now
+        && st.token_expires_at == cur.file.expires_at;
     if (policy.force || policy.force_new) && !refreshed_since_start {
         let flag = if policy.force_new {
             "--force-new"
@@ -116,10 +118,7 @@ pub fn plan(
             reported: true,
         };
     }
-    let checked_ago = st
-        .probed_ago(now)
-        .min(now.saturating_sub(cur.file.refreshed_at));
-    if policy.probe_every > 0 && checked_ago >= policy.probe_every {
+    if let Some(checked_ago) = periodic_due(policy, &cur, st, now) {
         return Plan::Probe {
             cur,
             why: format!("last checked {checked_ago} s ago"),
@@ -127,6 +126,15 @@ pub fn plan(
         };
     }
     Plan::Fresh { cur, left }
+}
+
+/// Some(seconds since the token was last checked: probed, or fetched) when a periodic probe is
+/// due: `--probe-every` is on and that long has passed.
+pub fn periodic_due(policy: Policy, cur: &Current, st: &RunState, now: u64) -> Option<u64> {
+    let checked_ago = st
+        .probed_ago(now)
+        .min(now.saturating_sub(cur.file.refreshed_at));
+    (policy.probe_every > 0 && checked_ago >= policy.probe_every).then_some(checked_ago)
 }
 
 #[cfg(test)]
@@ -215,6 +223,20 @@ mod tests {
             force_new: true,
             ..policy()
         };
+        // A refresh recorded under a clock 100 s ahead is not one this run queued behind.
+        let ahead = RunState {
+            refreshed_ms: (NOW + 100) * 1000,
+            token_expires_at: NOW + 7000,
+            ..RunState::default()
+        };
+        assert!(fetches(&plan(
+            new,
+            Some(cur(NOW + 7000, NOW)),
+            &ahead,
+            &[],
+            ms,
+            NOW
+        )));
         assert_eq!(
             plan(new, Some(cur(NOW + 5000, NOW - 100)), &st, &[], ms + 2, NOW),
             Plan::Fetch {

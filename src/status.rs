@@ -18,7 +18,7 @@ use crate::cli::StatusArgs;
 use crate::clock::{implausible, secs_until, unix_now};
 use crate::error::Result;
 use crate::store::atomic::{Found, dir_of, read_capped};
-use crate::store::run_state::{RunState, Verdict};
+use crate::store::run_state::{ProbeKind, RunState, Verdict};
 use crate::store::{Format, TokenFile, parse_token_file};
 use crate::tickets;
 
@@ -209,6 +209,46 @@ pub fn inspect(args: &StatusArgs) -> Report {
                     h.command,
                     now.saturating_sub(h.since),
                     h.error
+                ),
+            );
+        }
+        if let Some(stuck) = &st.requests_stuck {
+            let aside = dir.join(crate::store::run_state::SET_ASIDE_DIR);
+            r.raise(
+                Level::Warning,
+                format!(
+                    "wxtoken cannot remove {} entr{} left in requests/ (owned by {}): a member of \
+                     the files' group made them; reports still work. Remove them as root: rm -r {} \
+                     (where they are set aside; the log says when there was no room)",
+                    stuck.entries,
+                    if stuck.entries == 1 { "y" } else { "ies" },
+                    crate::store::run_state::owner_names(&stuck.owners),
+                    aside.display()
+                ),
+            );
+        }
+        for kind in [ProbeKind::Periodic, ProbeKind::Report] {
+            if st.probe_budget_left(now, kind) > 0 {
+                continue;
+            }
+            let off = match kind {
+                ProbeKind::Periodic => {
+                    "the token is not checked with WeChat periodically (--probe-every below 288 s \
+                     does this)"
+                }
+                ProbeKind::Report => {
+                    "apps' reports of a rejected token are not checked with WeChat (a member of \
+                     the readers' group reporting the live token in a loop does this; the \
+                     periodic probe goes on)"
+                }
+            };
+            r.raise(
+                Level::Warning,
+                format!(
+                    "the {} probe budget is used up ({} in 24 h): {off} for {} s more",
+                    kind.name(),
+                    kind.per_day(),
+                    st.probe_window_end().saturating_sub(now)
                 ),
             );
         }

@@ -17,7 +17,9 @@ use crate::config::{
     parse_base, proxy_choice, read_credential, resolve_group, secret_path, user_name,
 };
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::atomic::dir_of;
+use crate::store::run_state::{self, RunState};
+use crate::store::{LOCK_NAME, Store};
 
 /// What one item of the configuration was found to be.
 #[derive(Debug)]
@@ -198,7 +200,10 @@ pub fn validate(args: &RefreshArgs) -> Checked {
     }
     let gid = group(&mut c, args.group.as_deref());
     c.gid = gid.flatten();
-    let store = c.take("out", Store::new(&args.files.outs, args.mode, c.gid), |s| {
+    let for_appid = appid.as_deref().unwrap_or("(no appid)");
+    let store = Store::new(&args.files.outs, args.mode, c.gid)
+        .and_then(|s| distinct(&own_paths(&s, &tickets), for_appid).map(|()| s));
+    let store = c.take("out", store, |s| {
         format!(
             "{} output(s); the state and tickets go beside {}",
             s.outs.len(),
@@ -218,13 +223,18 @@ pub fn validate(args: &RefreshArgs) -> Checked {
     c.hooks = on_change(&mut c, &args.on_change);
     match &args.metrics {
         None => c.pass("metrics", "none given: no metrics file is written"),
-        Some(p) => c.pass(
-            "metrics",
-            format!(
-                "{}: Prometheus text format, replaced after every run",
-                p.display()
-            ),
-        ),
+        Some(p) => {
+            let mut paths = store
+                .as_ref()
+                .map_or_else(Vec::new, |s| own_paths(s, &tickets));
+            paths.push((p.clone(), "--metrics".into()));
+            c.take("metrics", distinct(&paths, for_appid), |()| {
+                format!(
+                    "{}: Prometheus text format, replaced after every run",
+                    p.display()
+                )
+            });
+        }
     }
     if c.failed() {
         return c;
@@ -263,6 +273,74 @@ pub fn validate(args: &RefreshArgs) -> Checked {
         fleet,
     });
     c
+}
+
+/// Every path a run writes or keeps (the outputs, the ticket files, the run state, each output
+/// directory's lock, the request directory and what is set aside of it), each with what it is.
+fn own_paths(store: &Store, tickets: &[TicketType]) -> Vec<(PathBuf, String)> {
+    let dir = store.dir();
+    let mut paths: Vec<(PathBuf, String)> = Vec::new();
+    for (out, _) in &store.outs {
+        paths.push((out.clone(), "--out".into()));
+    }
+    for t in tickets {
+        paths.push((
+            crate::tickets::path_for(dir, *t),
+            format!("the {} ticket file", t.name()),
+        ));
+    }
+    paths.push((RunState::path(dir), "the run state".into()));
+    paths.push((
+        dir.join(run_state::REQUESTS_DIR),
+        "the request directory".into(),
+    ));
+    paths.push((
+        dir.join(run_state::SET_ASIDE_DIR),
+        "where unremovable requests are set aside".into(),
+    ));
+    for (out, _) in &store.outs {
+        let lock = dir_of(out).join(LOCK_NAME);
+        if !paths.iter().any(|(p, _)| *p == lock) {
+            paths.push((lock, "a lock file".into()));
+        }
+    }
+    paths
+}
+
+/// The file a path names, as far as it can be told before anything is written: the canonical
+/// directory (when it exists: `..` and links resolved) and the name.
+fn file_key(path: &std::path::Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(abs.clone()),
+        _ => abs,
+    }
+}
+
+/// Err naming the first two paths of `paths` that are one file: each would overwrite the other
+/// on every run, each run "succeeding".
+fn distinct(paths: &[(PathBuf, String)], appid: &str) -> Result<()> {
+    let keys: Vec<PathBuf> = paths.iter().map(|(p, _)| file_key(p)).collect();
+    for (i, key) in keys.iter().enumerate() {
+        if let Some(j) = keys[..i].iter().position(|k| k == key) {
+            let ((a, what_a), (b, what_b)) = (&paths[j], &paths[i]);
+            let change = if what_b == "--metrics" {
+                "--metrics"
+            } else {
+                "--out (or --ticket)"
+            };
+            return Err(Error::config(format!(
+                "{what_b} {} is the same file as {what_a} {} (appid {appid}): wxtoken would \
+                 overwrite one with the other on every run. Every file wxtoken writes needs a \
+                 path of its own: change {change}",
+                b.display(),
+                a.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The secret and where it came from, for messages (never the secret itself).

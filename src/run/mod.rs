@@ -56,6 +56,14 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
     names.extend(cfg.tickets.iter().map(|t| t.file_name()));
     names.push(run_state::STATE_NAME.to_string());
     lock.remove_stale_temps(&names);
+    if let Some(metrics) = &cfg.metrics
+        && let Some(name) = metrics.file_name().and_then(|n| n.to_str())
+    {
+        crate::store::remove_stale_temps_in(
+            crate::store::atomic::dir_of(metrics),
+            &[name.to_string()],
+        );
+    }
 
     let dir = store.dir().to_path_buf();
     let requests = run_state::ensure_requests_dir(&dir, store.gid);
@@ -67,7 +75,7 @@ pub fn refresh(args: &RefreshArgs) -> Result<ExitCode> {
         cfg: &cfg,
         deadline,
         st,
-        dirty: false,
+        dirty: RunState::writable_by_others(&dir),
         fetched: false,
         base: None,
     };
@@ -175,9 +183,23 @@ fn execute(
     now: u64,
 ) -> Result<ExitCode> {
     let cfg = run.cfg;
-    let (consumed, mut reports) = requests
-        .map(run_state::consume_requests)
-        .unwrap_or_default();
+    // A report of the file's token is looked up by its name: no debris can hide it.
+    let wanted: Vec<String> = file.iter().map(|f| digest(&f.access_token)).collect();
+    let sweep_due = run
+        .st
+        .requests_stuck
+        .as_ref()
+        .is_none_or(|s| s.swept_at > now || now - s.swept_at >= run_state::SWEEP_EVERY);
+    let taken = requests.map_or_else(run_state::Consumed::default, |dir| {
+        run_state::consume_requests(dir, &wanted, cfg.store.gid, now, sweep_due)
+    });
+    if let Some(stuck) = taken.stuck
+        && run.st.requests_stuck != stuck
+    {
+        run.st.requests_stuck = stuck;
+        run.dirty = true;
+    }
+    let (consumed, mut reports) = (taken.count, taken.digests);
     if consumed > 0 {
         run.st.reports_consumed += consumed;
         run.st.last_report_at = now;
@@ -206,7 +228,12 @@ fn execute(
             current,
             why,
             rotate,
-        } => source.token(run, current, &why, rotate)?,
+        } => {
+            let known = current.clone();
+            source
+                .token(run, current, &why, rotate)
+                .inspect_err(|_| run.tell_truth(known.as_ref()))?
+        }
         Plan::Probe { cur, .. } => {
             // A source answers a probe with Fresh or Fetch; one that could not probe keeps.
             let left = cur.left(now);
@@ -256,8 +283,10 @@ fn execute(
             };
             run.st.dead = Some(dead.digest.clone());
             run.dirty = true;
-            let again =
-                source.token(run, Some(dead), "WeChat rejected the current token", false)?;
+            let known = Some(dead.clone());
+            let again = source
+                .token(run, Some(dead), "WeChat rejected the current token", false)
+                .inspect_err(|_| run.tell_truth(known.as_ref()))?;
             (token, outcome) = (again.token, again.outcome);
             fetched = true;
             run.save_state()?;
@@ -344,6 +373,37 @@ impl Run<'_> {
             outcome: Ok(()),
             fetched: false,
         })
+    }
+
+    /// After a failed fetch: the files keep the token, but never claim more than the run state
+    /// knows it is worth (a fetch that retired it, a probe that found it dead). Best effort: the
+    /// run fails anyway.
+    fn tell_truth(&mut self, cur: Option<&Current>) {
+        let Some(cur) = cur else { return };
+        let effective = self
+            .st
+            .effective_expiry(&cur.digest, cur.file.expires_at, unix_now());
+        if effective >= cur.file.expires_at {
+            return;
+        }
+        let truth = TokenFile {
+            expires_at: effective,
+            ..cur.file.clone()
+        };
+        match self.cfg.store.write_token(&truth) {
+            Ok(written) => {
+                if !written.is_empty() {
+                    warn!(
+                        "{}: its token works until {effective}, not {}: expires_at lowered",
+                        self.cfg.store.primary.display(),
+                        cur.file.expires_at
+                    );
+                }
+                self.st.token_expires_at = effective;
+                self.dirty = true;
+            }
+            Err(e) => warn!("could not lower the file's expires_at to {effective}: {e}"),
+        }
     }
 
     /// Writes how this run ended into the run state (best effort: the exit status says it too).
@@ -452,6 +512,18 @@ impl Run<'_> {
             return None;
         }
         let digest = digest(&file.access_token);
+        if let Some(r) = self.st.retiring.as_mut()
+            && r.at > now
+        {
+            // Recorded under a clock that ran ahead: the fetch was made no later than now. Kept
+            // clamped, so the token's end does not move on with the clock.
+            warn!(
+                "{path}: a fetch that retires its token is recorded {} s in the future: the clock                  stepped back since; counting it as made now",
+                r.at - now
+            );
+            r.at = now;
+            self.dirty = true;
+        }
         let effective = self.st.effective_expiry(&digest, file.expires_at, now);
         if effective < file.expires_at
             && let Some(r) = &self.st.retiring

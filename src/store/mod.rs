@@ -9,7 +9,7 @@ pub mod run_state;
 pub mod ticket_file;
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,26 +161,33 @@ impl Lock {
     /// mid-write. Only in the directories this lock covers, so no live run can be writing them.
     pub fn remove_stale_temps(&self, names: &[String]) {
         for dir in self.dirs() {
-            let Ok(entries) = fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if !names.iter().any(|n| is_temp_of(name, n)) {
-                    continue;
-                }
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => info!(
-                        "removed {} left by an interrupted run",
-                        entry.path().display()
-                    ),
-                    Err(e) => warn!(
-                        "cannot remove the stale temp file {}: {e}",
-                        entry.path().display()
-                    ),
-                }
-            }
+            remove_stale_temps_in(dir, names);
+        }
+    }
+}
+
+/// Removes the temp files (`.NAME.XXXXXX.tmp`, NAME one of `names`) in `dir`. Only for files that
+/// no run can be writing now: those of the directories whose lock this run holds, and files only
+/// runs holding that lock write (the `--metrics` file of this configuration).
+pub fn remove_stale_temps_in(dir: &Path, names: &[String]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !names.iter().any(|n| is_temp_of(name, n)) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => info!(
+                "removed {} left by an interrupted run",
+                entry.path().display()
+            ),
+            Err(e) => warn!(
+                "cannot remove the stale temp file {}: {e}",
+                entry.path().display()
+            ),
         }
     }
 }
@@ -373,7 +380,18 @@ fn lock_one(path: &Path, deadline: &Deadline) -> Result<File> {
             )),
         })?;
     match file.metadata() {
-        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if meta.is_file() => {
+            // Whoever may write the lock file may truncate or replace what runs serialize on.
+            if meta.mode() & 0o022 != 0
+                && let Err(e) = file.set_permissions(fs::Permissions::from_mode(0o600))
+            {
+                warn!(
+                    "the lock file {} is writable by others (mode {:04o}) and cannot be made 0600:                      {e}; chmod 0600 it",
+                    path.display(),
+                    meta.mode() & 0o7777
+                );
+            }
+        }
         Ok(meta) => return Err(not_regular(path, &meta)),
         Err(e) => {
             return Err(Error::cant_create(format!(

@@ -8,9 +8,10 @@ use crate::api::{Api, OVERLAP, TicketType};
 use crate::clock::{secs_until, unix_now, unix_now_ms};
 use crate::error::{Error, Kind, Result};
 use crate::logging::{mask, register_token};
+use crate::plan::periodic_due;
 use crate::plan::{Current, Plan};
 use crate::store::TokenFile;
-use crate::store::run_state::{Retiring, Verdict};
+use crate::store::run_state::{ProbeKind, Retiring, Verdict};
 use crate::tickets::{self, TicketFile};
 use crate::wechat::{Client, Grant, Probe};
 
@@ -29,7 +30,9 @@ impl Source for Direct {
     fn probe(&mut self, run: &mut Run, cur: Current, why: &str, reported: bool, now: u64) -> Plan {
         let left = cur.left(now);
         let probed_ago = run.st.probed_ago(now);
-        if reported && probed_ago < REPORT_PROBE_INTERVAL {
+        let periodic_due = periodic_due(run.policy(), &cur, &run.st, now).is_some();
+        let rate_limited = reported && probed_ago < REPORT_PROBE_INTERVAL;
+        if rate_limited && !periodic_due {
             // Rate limit: remember it, the next run (a minute at most) probes.
             if run.st.pending_report.as_deref() != Some(cur.digest.as_str()) {
                 run.st.pending_report = Some(cur.digest.clone());
@@ -42,25 +45,49 @@ impl Source for Direct {
             );
             return Plan::Fresh { cur, left };
         }
-        if !run.st.probe_allowed(now) {
-            run.dirty = true;
+        // The budget it is charged to: the periodic one when that probe is due anyway (the report
+        // then costs the reports' budget nothing), else the reports'. A report whose budget is
+        // spent never stops a periodic probe that is due.
+        let mut kinds = Vec::new();
+        if periodic_due || !reported {
+            kinds.push(ProbeKind::Periodic);
+        }
+        if reported && !rate_limited {
+            kinds.push(ProbeKind::Report);
+        }
+        run.dirty = true;
+        let Some(kind) = kinds
+            .iter()
+            .copied()
+            .find(|&k| run.st.probe_allowed(now, k))
+        else {
+            let spent: Vec<String> = kinds
+                .iter()
+                .map(|k| {
+                    format!(
+                        "the {} probe budget is used up ({} in 24 h)",
+                        k.name(),
+                        k.per_day()
+                    )
+                })
+                .collect();
             warn!(
-                "not checking the token with WeChat ({why}): {} probes in the last 24 h, the most \
-                 wxtoken makes (get_api_domain_ip has a daily quota of its own)",
-                run.st.probes_today
+                "not checking the token with WeChat ({why}): {}; get_api_domain_ip has a daily \
+                 quota of its own. `wxtoken status` says when it is back",
+                spent.join(", and ")
             );
             if reported {
                 run.st.pending_report = Some(cur.digest.clone());
             }
             return Plan::Fresh { cur, left };
-        }
+        };
         register_token(&cur.file.access_token);
         let deadline = run.deadline;
         let ctx = context(run.cfg);
         let result = self
             .client(run.cfg)
             .probe(&ctx, &cur.file.access_token, &deadline);
-        run.st.record_probe(now);
+        run.st.record_probe(now, kind);
         run.dirty = true;
         match result {
             Probe::Alive => {
@@ -207,7 +234,7 @@ impl Direct {
         let new_expiry = now.saturating_add(grant.expires_in);
         if let Some(cur) = current
             && !same
-            && new_expiry <= Self::current_worth(run, cur, now)
+            && new_expiry <= Self::current_worth(run, cur, now, true)
         {
             return Err(self.keep_better(run, cur, grant.expires_in, now));
         }
@@ -307,16 +334,26 @@ impl Direct {
         result
     }
 
-    /// When the file's token stops working, given a fetch just made at `now`.
-    fn current_worth(run: &Run, cur: &Current, now: u64) -> u64 {
-        run.st
-            .effective_expiry(&cur.digest, cur.file.expires_at, now)
+    /// When the file's token stops working, given a fetch just made at `now` that handed out
+    /// another token (`replaced`).
+    fn current_worth(run: &Run, cur: &Current, now: u64, replaced: bool) -> u64 {
+        let worth = run
+            .st
+            .effective_expiry(&cur.digest, cur.file.expires_at, now);
+        if replaced && run.cfg.api == Api::Stable {
+            // The stable API hands out another token only when the old one was revoked or is in
+            // its last 300 s: the file's lives at most that long, whatever its expires_at says
+            // (legacy and WeCom fetches are counted alike through the recorded retirement).
+            worth.min(now.saturating_add(OVERLAP))
+        } else {
+            worth
+        }
     }
 
     /// The fetched token is worse than the file's: keep the file (correcting its expiry if the
     /// fetch cut it short, so readers are not told more than the truth) and say why.
     fn keep_better(&mut self, run: &mut Run, cur: &Current, expires_in: u64, now: u64) -> Error {
-        let worth = Self::current_worth(run, cur, now);
+        let worth = Self::current_worth(run, cur, now, true);
         let mut note = String::new();
         if worth < cur.file.expires_at {
             let corrected = TokenFile {
@@ -332,9 +369,14 @@ impl Direct {
                 Err(e) => note = format!("; correcting its expiry failed: {e}"),
             }
         }
+        let than = if now.saturating_add(expires_in) < worth {
+            "sooner than"
+        } else {
+            "no later than"
+        };
         Error::temp(format!(
-            "WeChat returned a token for appid {} that expires in {expires_in} s, sooner than the \
-             one in {} ({} s left); kept the file{note}. The next run will try again",
+            "WeChat returned a token for appid {} that expires in {expires_in} s, {than} the one \
+             in {} ({} s left); kept the file{note}. The next run will try again",
             run.cfg.appid,
             run.cfg.store.primary.display(),
             secs_until(worth, now)
