@@ -285,7 +285,7 @@ fn own_paths(store: &Store, tickets: &[TicketType]) -> Vec<(PathBuf, String)> {
     }
     for t in tickets {
         paths.push((
-            crate::tickets::path_for(dir, *t),
+            crate::store::ticket_file::path_for(dir, *t),
             format!("the {} ticket file", t.name()),
         ));
     }
