@@ -1006,7 +1006,8 @@ fn root_does_not_write_into_another_users_directory() {
 }
 
 /// Before the service ever ran, root running `wxtoken refresh` by hand must not create the
-/// service's directory (root-owned, it would lock the service's user out).
+/// service's directory, nor write into it when root made it (root-owned files there would lock
+/// the service's user out).
 #[test]
 fn root_does_not_create_the_service_directory() {
     if !is_root() {
@@ -1027,5 +1028,24 @@ fn root_does_not_create_the_service_directory() {
         .stderr_has("refusing to create /var/lib/wxtoken as root")
         .stderr_has("install -d -o wxtoken -g wxtoken -m 0750");
     assert!(!dir.exists());
+    assert_eq!(fake.token_calls(), 0);
+
+    // Nor write into it when root owns it (made by hand before the service ever ran): the
+    // service's user could not replace those files. (The same test: both use the one path.)
+    fs::create_dir_all(dir).unwrap();
+    let run = site
+        .refresh(&fake)
+        .args(&["--out", "/var/lib/wxtoken/access_token.json"])
+        .run();
+    let listing: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    fs::remove_dir_all(dir).unwrap();
+    run.expect(78)
+        .stderr_has("refusing to write into /var/lib/wxtoken as root")
+        .stderr_has("chown -R wxtoken:wxtoken /var/lib/wxtoken");
+    assert!(listing.is_empty(), "root wrote {listing:?}");
     assert_eq!(fake.token_calls(), 0);
 }

@@ -490,6 +490,17 @@ pub fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let owner = fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+    if euid == 0 && dir_in_service_dir(dir) {
+        // Even when root owns it (created by hand, or by an older wxtoken run as root): the
+        // service's user could not replace what root writes there.
+        return Err(Error::config(format!(
+            "refusing to write into {} as root: it is the service's directory, and files root \
+             writes there lock the service's user out. Run `systemctl start wxtoken.service` (or \
+             wxtoken@NAME), or as the service's user: runuser -u wxtoken -- wxtoken ...; if root \
+             owns the directory by mistake: chown -R wxtoken:wxtoken {SERVICE_DIR}",
+            dir.display()
+        )));
+    }
     if euid == 0 && owner != 0 {
         return Err(Error::config(format!(
             "refusing to write into {} as root: it belongs to uid {owner}, and root-owned files there \
@@ -503,6 +514,11 @@ pub fn refuse_root_in_foreign_dir(dir: &Path) -> Result<()> {
 
 /// The service's state directory: systemd creates it (StateDirectory=) owned by the service user.
 const SERVICE_DIR: &str = "/var/lib/wxtoken";
+
+/// Is `dir` the service's directory or one below it (as written, or through a symlink)?
+fn dir_in_service_dir(dir: &Path) -> bool {
+    dir.starts_with(SERVICE_DIR) || fs::canonicalize(dir).is_ok_and(|d| d.starts_with(SERVICE_DIR))
+}
 
 fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
