@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use wxtoken::error::Kind;
 use wxtoken::api::{Api, MAX_EXPIRES_IN, validate_token};
+use wxtoken::error::Kind;
 use wxtoken::wechat::{Answer, Context, Probe, Purpose, judge_grant, judge_probe};
 use wxtoken_fuzz::assert_one_line;
 

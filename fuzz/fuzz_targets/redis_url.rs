@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use redis::{ConnectionAddr, IntoConnectionInfo};
-use wxtoken::error::Kind;
 use wxtoken::config::fleet::parse_url;
+use wxtoken::error::Kind;
 use wxtoken_fuzz::assert_one_line;
 
 fuzz_target!(|bytes: &[u8]| {

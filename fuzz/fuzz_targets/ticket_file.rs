@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use wxtoken::error::Kind;
-use wxtoken::tickets::{merge, needs_fetch, parse};
 use wxtoken::api::{MAX_EXPIRES_IN, TicketType, validate_token};
 use wxtoken::clock::{CLOCK_SLACK, implausible, secs_until};
+use wxtoken::error::Kind;
+use wxtoken::tickets::{merge, needs_fetch, parse};
 use wxtoken::wechat::Grant;
 use wxtoken_fuzz::{assert_tidy, is_appid};
 

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wxtoken::store::{Format, TokenFile, parse_token_file};
 use wxtoken::api::{Api, MAX_EXPIRES_IN, validate_token};
 use wxtoken::clock::{CLOCK_SLACK, implausible, secs_until};
+use wxtoken::store::{Format, TokenFile, parse_token_file};
 use wxtoken_fuzz::{assert_one_line, assert_tidy, is_appid};
 
 fuzz_target!(|bytes: &[u8]| {
