@@ -28,7 +28,9 @@ use crate::error::{Error, Result};
 use crate::sdk::Entry;
 use crate::store::TokenFile;
 use crate::store::ticket_file::TicketFile;
-use crate::vocab::{Api, TicketType, implausible, secs_until, validate_token};
+use crate::vocab::{
+    Api, TicketType, implausible, secs_until, unix_now, unix_now_ms, validate_token,
+};
 
 /// One connect or one command. Redis answers in milliseconds on a LAN: a longer wait is an outage,
 /// and the run's `--max-time` bounds it anyway.
@@ -40,11 +42,62 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// by another host is not ours to delete.
 const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                         return redis.call('DEL', KEYS[1]) else return 0 end";
-/// Sets KEYS[1] to ARGV[2] (PX ARGV[3]) only while it holds ARGV[1] ('' = absent).
-const SWAP: &str = "local cur = redis.call('GET', KEYS[1]) \
-                    if (cur == false and ARGV[1] == '') or cur == ARGV[1] then \
-                      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end \
+/// The largest value read from a fleet key as it is: what a file may hold (64 KiB). A larger one
+/// (written by something other than wxtoken) is never transferred: scripts name it by its SHA-1
+/// (`!oversized:…`), which is also what a compare-and-swap on it compares.
+pub const VALUE_CAP: usize = crate::store::atomic::READ_CAP as usize;
+/// `capped(v)`: the value, or its name when it is larger than VALUE_CAP (ARGV[1] of each script
+/// that reads a fleet key).
+const CAPPED: &str = "local function capped(v) \
+                        if v and #v > tonumber(ARGV[1]) then \
+                          return '!oversized:' .. redis.sha1hex(v) end \
+                        return v end ";
+/// Redis's clock (TIME: the fleet's clock), then the token, the last probe and a forwarded
+/// report (each capped), and how many force_refresh calls the fleet made since ARGV[2] (ms).
+const READ: &str = "local t = redis.call('TIME') \
+                    local since = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]) \
+                                  - 86400000 \
+                    local n = redis.call('ZCOUNT', KEYS[4], since, '+inf') \
+                    return {t[1], t[2], capped(redis.call('GET', KEYS[1])), \
+                            capped(redis.call('GET', KEYS[2])), \
+                            capped(redis.call('GET', KEYS[3])), n}";
+/// The fleet's probe turn: KEYS[1] holds when (ms, Redis's clock plus ARGV[2]) the last turn
+/// was taken; a new one is given ARGV[1] ms later (or at once when the recorded time lies ahead).
+const PROBE_TURN: &str = "local t = redis.call('TIME') \
+                          local now = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]) \
+                          local last = tonumber(redis.call('GET', KEYS[1]) or '') \
+                          if last and last <= now and now - last < tonumber(ARGV[1]) then \
+                            return 0 end \
+                          redis.call('SET', KEYS[1], string.format('%d', now), 'PX', ARGV[1]) \
+                          return 1";
+/// A fleet key, capped.
+const GET: &str = "return capped(redis.call('GET', KEYS[1]))";
+/// Sets KEYS[1] to ARGV[3] (PX ARGV[4]) only while it holds ARGV[2] ('' = absent; a value over
+/// the cap compares as its name).
+const SWAP: &str = "local cur = capped(redis.call('GET', KEYS[1])) \
+                    if (cur == false and ARGV[2] == '') or cur == ARGV[2] then \
+                      redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 end \
                     return 0";
+/// One force_refresh for the whole account, within WeChat's budget (ARGV[1] calls a day, ARGV[2]
+/// ms apart), on Redis's clock plus ARGV[3] ms (0 but in tests): KEYS[1] is a sorted set of the
+/// calls' times (ms). Returns {1, n} when this call is the n-th of the last day (and recorded),
+/// {0, wait_ms} when the gap since the last one is too short, {-1, n, ms until a slot frees}
+/// when the day's budget is used.
+const FORCE: &str = "local t = redis.call('TIME') \
+                     local now = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]) \
+                     local day = 86400000 \
+                     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - day) \
+                     local n = redis.call('ZCARD', KEYS[1]) \
+                     if n >= tonumber(ARGV[1]) then \
+                       local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES') \
+                       return {-1, n, tonumber(first[2]) + day - now} end \
+                     local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES') \
+                     if last[2] then \
+                       local wait = tonumber(last[2]) + tonumber(ARGV[2]) - now \
+                       if wait > 0 then return {0, wait} end end \
+                     redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[4]) \
+                     redis.call('PEXPIRE', KEYS[1], day) \
+                     return {1, n + 1}";
 /// Deletes KEYS[1] only while it holds ARGV[1].
 const DELETE_IF: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                            return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -77,6 +130,10 @@ pub struct View {
     pub raw: Option<String>,
     pub probe: Option<ProbeRecord>,
     pub report: Option<String>,
+    /// force_refresh calls the fleet made in the last 24 h (the shared budget).
+    pub forced_today: u64,
+    /// Which host published the fleet's token (as it named itself), if it said.
+    pub refreshed_by: Option<String>,
 }
 
 /// A connection to the fleet's Redis for one run.
@@ -87,6 +144,9 @@ pub struct Fleet {
     deadline: Deadline,
     /// The stored token the run based its decision on (what every swap expects).
     pub seen: Option<String>,
+    /// The fleet's clock (Redis's TIME) minus this host's, in seconds, as measured at the read.
+    /// Times in Redis are on the fleet's clock, times in the files on the host's.
+    pub skew: i64,
 }
 
 /// Why a Redis call failed, in the admin's words: credentials are 78, anything else 75.
@@ -123,8 +183,21 @@ impl Fleet {
             None => Client::open(fc.info.clone()),
         }
         .map_err(|e| failure(&shown, "the connection settings", &e))?;
-        let conn = client
-            .get_connection_with_timeout(step(deadline)?)
+        // The redis crate resolves the host name with getaddrinfo, which no timeout bounds (a DNS
+        // server that never answers costs the resolver's retries: 10 s and more). The whole
+        // connect, name resolution included, runs on a thread of its own; the run waits for it
+        // at most what is left of --max-time, and leaves it behind if it must.
+        let per_step = step(deadline)?;
+        let limit = deadline.remaining();
+        let conn = bounded(limit, move || client.get_connection_with_timeout(per_step))
+            .ok_or_else(|| {
+                Error::temp(format!(
+                    "Redis at {shown}: connecting failed: no connection within {:.1} s, the rest \
+                     of --max-time (resolving the host name included): check the name in DNS \
+                     (getent hosts) and that Redis listens there",
+                    limit.as_secs_f64()
+                ))
+            })?
             .map_err(|e| failure(&shown, "connecting", &e))?;
         debug!("connected to Redis at {shown}");
         Ok(Fleet {
@@ -133,6 +206,7 @@ impl Fleet {
             shown,
             deadline: *deadline,
             seen: None,
+            skew: 0,
         })
     }
 
@@ -163,26 +237,106 @@ impl Fleet {
         self.query(what, &c)
     }
 
-    /// The token, the last probe and a forwarded report, in one round trip.
-    pub fn read(&mut self, appid: &str, api: Api, now: u64) -> Result<View> {
-        let keys = [self.key("token"), self.key("probe"), self.key("report")];
-        let (raw, probe, report): (Option<String>, Option<String>, Option<String>) =
-            self.query("reading the fleet's token", redis::cmd("MGET").arg(&keys))?;
-        let token = raw
-            .as_deref()
-            .and_then(|r| self.believe(r, appid, api, now));
+    /// A script that reads fleet keys through `capped` (ARGV[1] is the cap, `args` follow).
+    fn eval_capped<T: FromRedisValue>(
+        &mut self,
+        what: &str,
+        script: &str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T> {
+        let mut all = vec![VALUE_CAP.to_string()];
+        all.extend_from_slice(args);
+        self.eval(what, &format!("{CAPPED}{script}"), keys, &all)
+    }
+
+    /// A time on the fleet's clock, as this host's clock reads it.
+    pub fn local(&self, fleet: u64) -> u64 {
+        shift(fleet, -self.skew)
+    }
+
+    /// A time on this host's clock, as the fleet's clock reads it.
+    pub fn fleet(&self, local: u64) -> u64 {
+        shift(local, self.skew)
+    }
+
+    /// Now on the fleet's clock.
+    pub fn fleet_now(&self) -> u64 {
+        self.fleet(unix_now())
+    }
+
+    /// The fleet's clock, the token, the last probe, a forwarded report and the force_refresh
+    /// budget used, in one round trip.
+    pub fn read(&mut self, appid: &str, api: Api) -> Result<View> {
+        let keys = [
+            self.key("token"),
+            self.key("probe"),
+            self.key("report"),
+            self.key("force"),
+        ];
+        let before = unix_now_ms();
+        let (secs, micros, raw, probe, report, forced_today): (
+            u64,
+            u64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            u64,
+        ) = self.eval_capped(
+            "reading the fleet's token",
+            READ,
+            &keys,
+            &[test_skew_ms().to_string()],
+        )?;
+        let after = unix_now_ms();
+        // Redis read its clock about halfway through the round trip.
+        let host_ms = before / 2 + after / 2;
+        let fleet_ms = (secs * 1000 + micros / 1000).saturating_add_signed(test_skew_ms());
+        self.skew = ((i128::from(fleet_ms) - i128::from(host_ms)) as f64 / 1000.0).round() as i64;
+        if self.skew.abs() > CLOCK_WARN {
+            warn!(
+                "this host's clock is {} s {} Redis's at {} (the fleet's clock): the files say \
+                 the truth on this host's clock, but check NTP (timedatectl)",
+                self.skew.abs(),
+                if self.skew > 0 { "behind" } else { "ahead of" },
+                self.shown
+            );
+        }
+        let token = raw.as_deref().and_then(|r| self.believe(r, appid, api));
+        let refreshed_by = token.as_ref().and(raw.as_deref()).and_then(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).ok()?;
+            v.get("refreshed_by")?.as_str().map(crate::vocab::printable)
+        });
+        let probe = probe
+            .and_then(|p| serde_json::from_str::<ProbeRecord>(&p).ok())
+            .map(|p| ProbeRecord {
+                at: self.local(p.at),
+                ..p
+            });
         Ok(View {
             token,
             raw,
-            probe: probe.and_then(|p| serde_json::from_str(&p).ok()),
+            probe,
             report: report.filter(|d| crate::vocab::is_digest(d)),
+            forced_today,
+            refreshed_by,
         })
     }
 
-    /// The stored token when wxtoken would serve it: parsable, this account and API, believable
-    /// times. Anything else is logged and treated as absent (the next fetch replaces it).
-    pub fn believe(&self, raw: &str, appid: &str, api: Api, now: u64) -> Option<TokenFile> {
+    /// The stored token when wxtoken would serve it: parsable, this account and API, times
+    /// believable on the fleet's clock (a lifetime WeChat never grants is a lie). Anything else is
+    /// logged and treated as absent (the next fetch, or a host's own token, replaces it under the
+    /// lock). Returned with its times on this host's clock.
+    pub fn believe(&self, raw: &str, appid: &str, api: Api) -> Option<TokenFile> {
         let key = self.key("token");
+        if raw.starts_with("!oversized:") {
+            warn!(
+                "Redis {key} at {} holds a value larger than {VALUE_CAP} bytes: not a wxtoken \
+                 token, not read; replacing it",
+                self.shown
+            );
+            return None;
+        }
         let t: TokenFile = match serde_json::from_str(raw) {
             Ok(t) => t,
             Err(e) => {
@@ -197,17 +351,27 @@ impl Fleet {
         if t.appid != appid || t.api != api.name() {
             warn!(
                 "Redis {key} holds a token of appid {} from the {} API; replacing it",
-                t.appid, t.api
+                crate::vocab::printable(&t.appid),
+                crate::vocab::printable(&t.api)
             );
             return None;
         }
-        if let Some(why) = implausible(t.expires_in, t.expires_at, t.refreshed_at, now) {
-            warn!("Redis {key}: not trusting its token: {why}");
+        if let Some(why) = implausible(t.expires_in, t.expires_at, t.refreshed_at, self.fleet_now())
+        {
+            warn!(
+                "Redis {key} at {}: not trusting its token for appid {appid} ({why}, on Redis's \
+                 clock); this host goes on as if Redis held none, and the value is replaced under \
+                 the fleet's lock. If nothing but wxtoken writes there, look for who does",
+                self.shown
+            );
             return None;
         }
         crate::logging::register_token(&t.access_token);
+        let expires_at = self.local(t.expires_at);
         Some(TokenFile {
-            expire_time: t.expires_at,
+            expires_at,
+            expire_time: expires_at,
+            refreshed_at: self.local(t.refreshed_at),
             ..t
         })
     }
@@ -244,9 +408,10 @@ impl Fleet {
         }
     }
 
+    /// A fleet key's value (capped: a larger value comes back as its name).
     pub fn get(&mut self, name: &str) -> Result<Option<String>> {
         let key = self.key(name);
-        self.query(&format!("reading {key}"), redis::cmd("GET").arg(key))
+        self.eval_capped(&format!("reading {key}"), GET, &[key], &[])
     }
 
     /// Sets the key `name` to `raw` for `ttl_ms` if it still holds `expected` (None: absent).
@@ -257,7 +422,7 @@ impl Fleet {
         raw: &str,
         ttl_ms: u64,
     ) -> Result<bool> {
-        let swapped: i64 = self.eval(
+        let swapped: i64 = self.eval_capped(
             &format!("publishing {}", self.key(name)),
             SWAP,
             &[self.key(name)],
@@ -277,7 +442,7 @@ impl Fleet {
         if left <= 0 {
             return Ok(false);
         }
-        let raw = serde_json::to_string(t).expect("plain struct serializes");
+        let raw = self.token_json(t);
         let seen = self.seen.clone();
         let swapped = self.swap("token", seen.as_deref(), &raw, left as u64 * 1000)?;
         if swapped {
@@ -286,9 +451,118 @@ impl Fleet {
         Ok(swapped)
     }
 
+    /// `t` (times on this host's clock) as the fleet stores it: the file's JSON with its times on
+    /// the fleet's clock, and the host that published it.
+    pub fn token_json(&self, t: &TokenFile) -> String {
+        let expires_at = self.fleet(t.expires_at);
+        let fleet = TokenFile {
+            expires_at,
+            expire_time: expires_at,
+            refreshed_at: self.fleet(t.refreshed_at),
+            ..t.clone()
+        };
+        let mut v = serde_json::to_value(fleet).expect("plain struct serializes");
+        v["refreshed_by"] = hostname().into();
+        v.to_string()
+    }
+
+    /// `t` (times on this host's clock) as the fleet stores it: times on the fleet's clock.
+    pub fn ticket_json(&self, t: &TicketFile) -> String {
+        let expires_at = self.fleet(t.expires_at);
+        TicketFile {
+            expires_at,
+            expire_time: expires_at,
+            refreshed_at: self.fleet(t.refreshed_at),
+            ..t.clone()
+        }
+        .to_json()
+    }
+
+    /// A stored ticket when wxtoken would serve it: this account and type, believable on the
+    /// fleet's clock, not expired. Returned with its times on this host's clock.
+    pub fn believe_ticket(&self, raw: &str, ty: TicketType, appid: &str) -> Option<TicketFile> {
+        let t: TicketFile = serde_json::from_str(raw).ok()?;
+        let now = self.fleet_now();
+        let usable = validate_token(&t.ticket).is_ok()
+            && t.appid == appid
+            && t.ticket_type == ty.name()
+            && implausible(t.expires_in, t.expires_at, t.refreshed_at, now).is_none()
+            && secs_until(t.expires_at, now) > 0;
+        usable.then(|| {
+            crate::logging::register_token(&t.ticket);
+            let expires_at = self.local(t.expires_at);
+            TicketFile {
+                expires_at,
+                expire_time: expires_at,
+                refreshed_at: self.local(t.refreshed_at),
+                ..t
+            }
+        })
+    }
+
+    /// One force_refresh from the fleet's shared budget (WeChat allows FORCE_PER_DAY a day per
+    /// account, FORCE_MIN_GAP s apart, whichever host calls): Granted when this call may be made
+    /// now (and is counted), or why not. A Redis failure is an error: a host that cannot count the
+    /// call does not make it.
+    pub fn reserve_force(&mut self) -> Result<Force> {
+        use crate::store::run_state::{FORCE_MIN_GAP, FORCE_PER_DAY};
+        let key = self.key("force");
+        let member = format!("{}:{}", hostname(), random_hex());
+        let r: Vec<i64> = self.eval(
+            "counting the fleet's force_refresh",
+            FORCE,
+            &[key],
+            &[
+                FORCE_PER_DAY.to_string(),
+                (FORCE_MIN_GAP * 1000).to_string(),
+                test_skew_ms().to_string(),
+                member,
+            ],
+        )?;
+        Ok(match r.as_slice() {
+            [1, n, ..] => Force::Granted(*n as u64),
+            [0, wait, ..] => Force::Wait(Duration::from_millis((*wait).max(0) as u64)),
+            [_, n, free, ..] => Force::Spent(format!(
+                "the fleet's force_refresh budget is used up: {n} calls in the last 24 h by the \
+                 hosts sharing Redis at {} (WeChat allows {FORCE_PER_DAY} a day per account); \
+                 the next is possible in {} s",
+                self.shown,
+                (*free).max(0) / 1000 + 1
+            )),
+            _ => Force::Spent("Redis answered the force_refresh count with nonsense".into()),
+        })
+    }
+
+    /// The fleet's turn to probe: at most one periodic probe per `every` seconds (on the fleet's
+    /// clock) for all hosts, taken by whichever host asks first. True when this host may probe
+    /// now; a Redis failure is "no" (the next run asks again).
+    pub fn probe_turn(&mut self, every: u64) -> bool {
+        let key = self.key("probe-turn");
+        let r: Result<i64> = self.eval(
+            "taking the fleet's probe turn",
+            PROBE_TURN,
+            &[key],
+            &[
+                (every.max(1) * 1000).to_string(),
+                test_skew_ms().to_string(),
+            ],
+        );
+        match r {
+            Ok(n) => n == 1,
+            Err(e) => {
+                warn!("{e}");
+                false
+            }
+        }
+    }
+
     /// Tells the fleet what WeChat said about its token (best effort).
     pub fn record_probe(&mut self, rec: &ProbeRecord, ttl_secs: u64) {
-        let value = serde_json::to_string(rec).expect("plain struct serializes");
+        let rec = ProbeRecord {
+            at: self.fleet(rec.at),
+            ..rec.clone()
+        };
+        let value = serde_json::to_string(&rec).expect("plain struct serializes");
         self.set_best_effort("recording the probe", "probe", &value, ttl_secs);
     }
 
@@ -374,12 +648,38 @@ impl Fleet {
     }
 }
 
+/// The fleet's answer to "may this host make a force_refresh call?".
+pub enum Force {
+    /// Yes: the n-th of the last 24 h, counted.
+    Granted(u64),
+    /// Not before this wait (WeChat wants FORCE_MIN_GAP s between two).
+    Wait(Duration),
+    /// No: the day's budget is used up (the message says until when).
+    Spent(String),
+}
+
 /// How a wait for the fleet's lock ended.
 pub enum Turn {
     /// The lock is this run's: the value that releases it.
     Ours(String),
     /// Another host published meanwhile: the key's value now (the lock is not held).
     Changed(Option<String>),
+}
+
+/// Runs `f` on a thread of its own and waits at most `limit` for what it returns: None when it
+/// has not returned by then (the thread is left to finish or to block; it ends with the process).
+pub fn bounded<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("redis-connect".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.recv_timeout(limit).ok()
 }
 
 /// What one command may take: the Redis timeout or what is left of the run, whichever is less.
@@ -415,19 +715,25 @@ pub fn ticket_key(ty: TicketType) -> String {
     format!("ticket:{}", ty.name())
 }
 
-/// A stored ticket when wxtoken would serve it: this account and type, believable, not expired.
-pub fn believe_ticket(raw: &str, ty: TicketType, appid: &str, now: u64) -> Option<TicketFile> {
-    let t: TicketFile = serde_json::from_str(raw).ok()?;
-    let usable = validate_token(&t.ticket).is_ok()
-        && t.appid == appid
-        && t.ticket_type == ty.name()
-        && implausible(t.expires_in, t.expires_at, t.refreshed_at, now).is_none()
-        && secs_until(t.expires_at, now) > 0;
-    usable.then(|| {
-        crate::logging::register_token(&t.ticket);
-        TicketFile {
-            expire_time: t.expires_at,
-            ..t
-        }
-    })
+/// `t` moved by `by` seconds, saturating.
+fn shift(t: u64, by: i64) -> u64 {
+    t.saturating_add_signed(by)
+}
+
+/// A host clock further than this from Redis's is worth a warning (the fleet keeps working).
+const CLOCK_WARN: i64 = 60;
+
+/// Debug builds only (the test suite): milliseconds added to Redis's clock, read from
+/// WXTOKEN_TEST_FLEET_CLOCK. The tests move the fleet's clock through a day in seconds; libfaketime
+/// cannot be preloaded into redis-server (its jemalloc reads the clock before libfaketime is set
+/// up), so the offset is applied where Redis's TIME is read. Release builds read no such variable.
+fn test_skew_ms() -> i64 {
+    if cfg!(debug_assertions) {
+        std::env::var("WXTOKEN_TEST_FLEET_CLOCK")
+            .ok()
+            .and_then(|v| v.trim().trim_start_matches('+').parse::<i64>().ok())
+            .map_or(0, |s| s.saturating_mul(1000))
+    } else {
+        0
+    }
 }

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 
 /// WeChat says to reserve 512 characters; allow twice that, refuse anything longer.
 pub const MAX_TOKEN_LEN: usize = 1024;
-/// The longest lifetime wxtoken believes (WeChat's is 7200 s).
-pub const MAX_EXPIRES_IN: u64 = 86_400;
+/// The longest lifetime WeChat grants (token and ticket APIs: 7200 s): anything longer is a lie.
+pub const MAX_EXPIRES_IN: u64 = 7_200;
 /// How long a token stays usable after a legacy (or WeCom) fetch issued its successor.
 pub const OVERLAP: u64 = 300;
 
@@ -139,7 +139,8 @@ pub fn implausible(
     {
         return Some(format!(
             "its lifetime (expires_at - refreshed_at = {lifetime} s, expires_in {expires_in} s) is \
-             not between 1 s and {MAX_EXPIRES_IN} s"
+             not between 1 s and {MAX_EXPIRES_IN} s: WeChat grants at most {MAX_EXPIRES_IN} s, so \
+             a longer one is a lie"
         ));
     }
     let ahead = secs_until(refreshed_at, now);
