@@ -737,3 +737,32 @@ fn test_skew_ms() -> i64 {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocked_call_is_waited_for_at_most_the_limit() {
+        let start = std::time::Instant::now();
+        // A resolver that never returns, as getaddrinfo with a DNS server that never answers.
+        let got = bounded(Duration::from_millis(300), || {
+            std::thread::sleep(Duration::from_secs(3600));
+            1
+        });
+        assert_eq!(got, None);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(bounded(Duration::from_secs(5), || 7), Some(7));
+    }
+
+    #[test]
+    fn clocks() {
+        assert_eq!(shift(1000, -300), 700);
+        assert_eq!(shift(100, -300), 0);
+        assert_eq!(shift(u64::MAX, 5), u64::MAX);
+    }
+}

@@ -1084,3 +1084,404 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
     fleet.unlock("lock", &value);
     assert_eq!(redis.get(&key("lock")), None);
 }
+
+/// Runs `cmd` with the host clock `host` seconds ahead (libfaketime, monotonic clock left alone)
+/// and the fleet's clock (Redis's TIME, through the debug builds' WXTOKEN_TEST_FLEET_CLOCK) `fleet`
+/// seconds ahead: how the tests move a fleet through hours in seconds.
+fn run_at(cmd: &mut Cmd, host: i64, fleet: i64) -> common::Run {
+    let out = cmd
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("WXTOKEN_TEST_FLEET_CLOCK", &fleet.to_string())
+        .command_with_prefix(&["faketime", "-f", &format!("{host:+}s")])
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::new(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Redis's clock (unix seconds), as the fleet reads it.
+fn redis_now(redis: &Redis) -> u64 {
+    let (secs, _): (u64, u64) = redis::cmd("TIME")
+        .query(&mut redis.try_conn().unwrap())
+        .unwrap();
+    secs
+}
+
+/// A token value for the fleet's key, as a host (or an impostor) would write it.
+fn token_json(
+    token: &str,
+    appid: &str,
+    expires_in: u64,
+    refreshed_at: u64,
+    lifetime: u64,
+) -> String {
+    serde_json::json!({
+        "access_token": token,
+        "expires_in": expires_in,
+        "expires_at": refreshed_at + lifetime,
+        "expire_time": refreshed_at + lifetime,
+        "refreshed_at": refreshed_at,
+        "appid": appid,
+        "api": "legacy",
+    })
+    .to_string()
+}
+
+fn set_fleet_token(redis: &Redis, value: &str) {
+    redis::cmd("SET")
+        .arg(format!("wxtoken:{DEFAULT_APPID}:legacy:token"))
+        .arg(value)
+        .arg("EX")
+        .arg(7200)
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+}
+
+#[test]
+fn forged_oversized_and_foreign_values_in_redis_are_never_adopted() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    host(&leader, &fake, &redis).run().expect(0);
+    host(&follower, &fake, &redis)
+        .arg("--follower")
+        .run()
+        .expect(0);
+    let mut good = file_token(&leader).unwrap();
+    let now = redis_now(&redis);
+    let mut oversized: serde_json::Value =
+        serde_json::from_str(&token_json("80_OVERSIZED", DEFAULT_APPID, 7200, now, 7200)).unwrap();
+    oversized["padding"] = "x".repeat(70_000).into();
+    let bad = [
+        (
+            "forged: a day's lifetime",
+            token_json("80_FORGED", DEFAULT_APPID, 86_400, now, 86_400),
+        ),
+        (
+            "a lifetime over 7200 s",
+            token_json("80_LONGER", DEFAULT_APPID, 7300, now, 7300),
+        ),
+        (
+            "written an hour ahead of Redis's clock",
+            token_json("80_AHEAD", DEFAULT_APPID, 7200, now + 3600, 7200),
+        ),
+        ("over 64 KiB", oversized.to_string()),
+        (
+            "another appid's",
+            token_json("80_FOREIGN", "wx00000000000000ff", 7200, now, 7200),
+        ),
+    ];
+    for (what, value) in &bad {
+        set_fleet_token(&redis, value);
+        host(&follower, &fake, &redis)
+            .args(&["--follower", "--max-time", "3"])
+            .run()
+            .expect(0);
+        assert_eq!(
+            file_token(&follower).as_deref(),
+            Some(good.as_str()),
+            "{what}"
+        );
+        host(&leader, &fake, &redis)
+            .run()
+            .expect(0)
+            .stderr_has(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+        assert_eq!(
+            file_token(&leader).as_deref(),
+            Some(good.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            redis.token("legacy").as_deref(),
+            Some(good.as_str()),
+            "{what}: replaced in Redis by the leader's token"
+        );
+        // A host with no token of its own fetches as if Redis held nothing.
+        set_fleet_token(&redis, value);
+        let newcomer = Site::new();
+        host(&newcomer, &fake, &redis).run().expect(0);
+        let got = file_token(&newcomer).unwrap();
+        assert!(fake.is_valid(&got), "{what}: {got}");
+        assert_eq!(
+            redis.token("legacy").as_deref(),
+            Some(got.as_str()),
+            "{what}"
+        );
+        // The next round starts from the fleet's real token again.
+        host(&leader, &fake, &redis).run().expect(0);
+        host(&follower, &fake, &redis)
+            .arg("--follower")
+            .run()
+            .expect(0);
+        let now_good = file_token(&leader).unwrap();
+        assert!(fake.is_valid(&now_good));
+        assert_eq!(file_token(&follower), Some(now_good.clone()));
+        good = now_good;
+    }
+}
+
+/// A token that looks right (this appid, 7200 s, times that agree with Redis's clock) but that
+/// WeChat never issued: only a probe tells. A follower probes too, at the fleet's shared rate.
+#[test]
+fn a_follower_recovers_from_a_forged_token_within_one_probe_interval() {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // The leader never probes on its own: only the follower's probe can find the forgery.
+    let lead = |t: i64| run_at(&mut host(&leader, &fake, &redis), t, t);
+    let follow = |t: i64, max: &str| {
+        let mut c = host(&follower, &fake, &redis);
+        c.args(&["--follower", "--probe-every", "60", "--max-time", max]);
+        run_at(&mut c, t, t)
+    };
+    lead(0).expect(0);
+    follow(0, "3").expect(0);
+    let forged = "80_FORGED_BUT_WELL_FORMED";
+    set_fleet_token(
+        &redis,
+        &token_json(forged, DEFAULT_APPID, 7200, redis_now(&redis), 7200),
+    );
+    follow(0, "3").expect(0);
+    lead(0).expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(forged));
+    // One probe interval later the follower checks it, finds it dead, and waits for the leader,
+    // which acts on the fleet's verdict.
+    fake.advance(61);
+    let mut c = host(&follower, &fake, &redis);
+    c.args(&["--follower", "--probe-every", "60", "--max-time", "15"]);
+    let waiting = c
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("WXTOKEN_TEST_FLEET_CLOCK", "61")
+        .command_with_prefix(&["faketime", "-f", "+61s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let probe = format!("wxtoken:{DEFAULT_APPID}:legacy:probe");
+    wait_for("the follower's verdict", Duration::from_secs(10), || {
+        redis.get(&probe).is_some()
+    });
+    lead(61).expect(0).stderr_has("found the token dead");
+    finish(waiting).expect(0);
+    let new = file_token(&leader).unwrap();
+    assert!(fake.is_valid(&new));
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1, "one probe");
+    assert_eq!(fake.token_calls(), 2);
+
+    // Redis restarted empty while the follower's file held a forgery claiming more life than the
+    // leader's token: the follower mirrors the fleet, it has no token of its own to keep.
+    let mut forged_file = site_token_json(&follower);
+    forged_file["access_token"] = "80_FORGED_IN_THE_FILE".into();
+    forged_file["refreshed_at"] = (forged_file["refreshed_at"].as_u64().unwrap() + 100).into();
+    forged_file["expires_at"] = (forged_file["expires_at"].as_u64().unwrap() + 100).into();
+    forged_file["expire_time"] = forged_file["expires_at"].clone();
+    fs::write(&follower.out, forged_file.to_string()).unwrap();
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+    lead(61).expect(0).stderr_has("published this host's token");
+    follow(61, "3").expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+}
+
+fn site_token_json(site: &Site) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(&site.out).unwrap()).unwrap()
+}
+
+/// The leader replaced a token the fleet found dead before the follower's next run: that run
+/// takes the replacement from Redis at once instead of waiting for a newer one.
+#[test]
+fn a_follower_takes_a_replacement_already_in_redis_on_its_first_run() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // Well formed, a minute ahead (within the clock slack), so it outlives a fresh fetch.
+    let forged = "80_FORGED_A_MINUTE_AHEAD";
+    set_fleet_token(
+        &redis,
+        &token_json(forged, DEFAULT_APPID, 7200, redis_now(&redis) + 60, 7200),
+    );
+    host(&leader, &fake, &redis).run().expect(0);
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--max-time", "3"])
+        .run()
+        .expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(forged));
+    Cmd::new(&["report-stale", "--out", leader.out.to_str().unwrap()])
+        .arg(&wxtoken::vocab::digest(forged))
+        .run()
+        .expect(0);
+    host(&leader, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("WeChat rejects");
+    let new = file_token(&leader).unwrap();
+    assert!(fake.is_valid(&new));
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--max-time", "3"])
+        .run()
+        .expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+    assert_eq!(fake.token_calls(), 1);
+}
+
+/// WeChat allows 20 force_refresh calls a day per account, 30 s apart, whichever host makes
+/// them: three hosts with ten --force-new each, 31 s apart in turn, get 20 through, and the rest
+/// exit 75 naming the budget. A host that cannot reach Redis spends none.
+#[test]
+fn three_hosts_share_one_force_refresh_budget() {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let stable = |site: &Site| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--api", "stable", "--max-time", "5"]);
+        c
+    };
+    for site in &hosts {
+        stable(site).run().expect(0);
+    }
+    let mut refused = 0;
+    for i in 0..30 {
+        let t = 31 * (i + 1);
+        fake.advance(31);
+        let r = run_at(stable(&hosts[i as usize % 3]).arg("--force-new"), t, t);
+        if i < 20 {
+            r.expect(0);
+        } else {
+            r.expect(75).stderr_has("force_refresh budget is used up");
+            refused += 1;
+        }
+    }
+    assert_eq!(fake.force_refresh_calls(), 20, "the account's budget");
+    assert_eq!(refused, 10);
+    // Redis unreachable, fetching on its own: never with force_refresh.
+    let mut c = stable(&hosts[0]);
+    c.set("--redis", "redis://127.0.0.1:1");
+    c.args(&["--redis-fallback-fetch", "--force-new"]);
+    fake.advance(31);
+    run_at(&mut c, 31 * 31, 31 * 31)
+        .expect(75)
+        .stderr_has("budget is counted in Redis");
+    assert_eq!(fake.force_refresh_calls(), 20);
+}
+
+/// Two hosts whose clocks are `skew` s apart, legacy API, 20 timer ticks each (600 s apart on
+/// the fleet's clock): the fetches a single host would make (one per window), no token moving
+/// back and forth, and every file's token accepted by WeChat after every run.
+fn skewed_hosts(skew: i64) {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let (a, b) = (Site::new(), Site::new());
+    let tick = |site: &Site, host_clock: i64, fleet_clock: i64| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--margin", "900", "--max-time", "10"]);
+        run_at(&mut c, host_clock, fleet_clock).expect(0);
+    };
+    let mut seen = Vec::new();
+    for k in 0..20i64 {
+        let t = 600 * k;
+        if k > 0 {
+            fake.advance(600);
+        }
+        // Who runs first alternates: either host may be the one that fetches.
+        let order: [(&Site, i64); 2] = if k % 2 == 0 {
+            [(&a, t), (&b, t + skew)]
+        } else {
+            [(&b, t + skew), (&a, t)]
+        };
+        for (site, clock) in order {
+            tick(site, clock, t);
+            let token = file_token(site).unwrap();
+            assert!(
+                fake.is_valid(&token),
+                "tick {k}: a host kept a token WeChat no longer accepts"
+            );
+            if seen.last() != Some(&token) {
+                assert!(!seen.contains(&token), "tick {k}: an older token came back");
+                seen.push(token);
+            }
+        }
+        assert_eq!(file_token(&a), file_token(&b), "tick {k}");
+    }
+    // One host alone: a fetch at 0, the next at 6600 (600 s left, within the margin of 900).
+    assert_eq!(fake.token_calls(), 2, "one fetch per window");
+}
+
+#[test]
+fn hosts_300_s_apart_fetch_once_per_window() {
+    skewed_hosts(300);
+}
+
+#[test]
+fn hosts_an_hour_apart_fetch_once_per_window() {
+    skewed_hosts(-3600);
+}
+
+/// The redis crate resolves the host name with getaddrinfo, which no timeout bounds: a name whose
+/// DNS server never answers cost the resolver's retries (10 s and more) whatever --max-time said.
+/// Here, in a network and mount namespace of its own (unshare), /etc/resolv.conf names a stub on
+/// 127.0.0.1:53 that reads nothing and answers nothing.
+#[test]
+fn a_redis_name_whose_dns_never_answers_costs_max_time_not_the_resolvers_retries() {
+    if !require_tool("unshare") || !require_tool("python3") || !require_tool("ip") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let dir = site.dir.path();
+    let resolv = dir.join("resolv.conf");
+    fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let ready = dir.join("stub-ready");
+    let script = format!(
+        "set -e\nip link set lo up\nmount --bind {} /etc/resolv.conf\n\
+         python3 -c 'import socket, sys, time\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind((\"127.0.0.1\", 53))\n\
+open(sys.argv[1], \"w\").close()\n\
+time.sleep(30)' {} >/dev/null 2>&1 &\n\
+         while [ ! -e {} ]; do sleep 0.05; done\nexec \"$@\"\n",
+        resolv.display(),
+        ready.display(),
+        ready.display()
+    );
+    let mut c = site.refresh(&fake);
+    c.args(&["--api", "legacy", "--max-time", "3"]);
+    c.set("--redis", "redis://redis.wxtoken-test.example:6379");
+    let cmd = c.command_with_prefix(&["unshare", "-r", "-n", "-m", "sh", "-c", &script, "sh"]);
+    let r = run_bounded(cmd, Duration::from_secs(40));
+    assert!(
+        ready.exists(),
+        "the DNS stub never started: {}",
+        r.run.stderr
+    );
+    assert!(!r.killed);
+    r.run.expect(75).stderr_has("redis.wxtoken-test.example");
+    assert!(
+        r.run.elapsed < Duration::from_millis(4500),
+        "--max-time 3, DNS included: {:?}",
+        r.run.elapsed
+    );
+    assert_eq!(fake.token_calls(), 0);
+    show(&format!(
+        "fleet: a Redis name whose DNS never answers ended the run after {:.2} s (--max-time 3)",
+        r.run.elapsed.as_secs_f64()
+    ));
+}

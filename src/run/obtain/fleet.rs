@@ -233,9 +233,29 @@ impl Source for FleetSource<'_> {
         let effective = cur.effective;
         let kept = cur.clone();
         let decision = self.direct.probe(run, cur, why, reported, now);
-        let decision = match decision {
-            // A host that does not fetch waits for one that does, or keeps the file with exit
-            // 75 (the run writes its expiry down to the truth: the probe found it dead).
+        let alive = match run.st.last_probe.as_str() {
+            "alive" => Some(true),
+            "dead" => Some(false),
+            _ => None,
+        };
+        if run.st.probes != probes
+            && let Some(alive) = alive
+            && let Some(conn) = self.conn.as_mut()
+        {
+            let at = run.st.last_probe_at;
+            let rec = ProbeRecord {
+                digest: digest.clone(),
+                at,
+                alive,
+            };
+            conn.record_probe(&rec, secs_until(effective, at).max(1) as u64);
+            if alive {
+                conn.clear_report(&digest);
+            }
+        }
+        match decision {
+            // A host that does not fetch waits for one that does (the verdict above tells it),
+            // or keeps the file with exit 75, its expiry written down to the truth (dead now).
             Plan::Fetch { current, why, .. } if !self.may_fetch() => {
                 match self.hold(run, current, &why) {
                     Ok(plan) => plan,
@@ -250,28 +270,7 @@ impl Source for FleetSource<'_> {
                 }
             }
             other => other,
-        };
-        if run.st.probes == probes {
-            return decision;
         }
-        let alive = match run.st.last_probe.as_str() {
-            "alive" => true,
-            "dead" => false,
-            _ => return decision,
-        };
-        let at = run.st.last_probe_at;
-        if let Some(conn) = self.conn.as_mut() {
-            let rec = ProbeRecord {
-                digest: digest.clone(),
-                at,
-                alive,
-            };
-            conn.record_probe(&rec, secs_until(effective, at).max(1) as u64);
-            if alive {
-                conn.clear_report(&digest);
-            }
-        }
-        decision
     }
 
     /// Only under the fleet's lock, and only if Redis still holds the token this run decided
