@@ -1485,3 +1485,81 @@ time.sleep(30)' {} >/dev/null 2>&1 &\n\
         r.run.elapsed.as_secs_f64()
     ));
 }
+
+fn status_json(site: &Site) -> (i32, serde_json::Value) {
+    let r = Cmd::new(&["status", "--json", "--out", site.out.to_str().unwrap()]).run();
+    (r.code, serde_json::from_str(&r.stdout).unwrap())
+}
+
+#[test]
+fn status_and_metrics_show_the_fleet_as_the_last_run_saw_it() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    let metrics = follower.dir.path().join("wxtoken.prom");
+    let follow = |redis: &Redis| {
+        let mut c = host(&follower, &fake, redis);
+        c.args(&["--follower", "--max-time", "3"]);
+        c.args(&["--metrics", metrics.to_str().unwrap()]);
+        c
+    };
+    host(&leader, &fake, &redis).run().expect(0);
+    follow(&redis).run().expect(0);
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 0, "{v}");
+    let f = &v["fleet"];
+    assert_eq!(f["role"], "follower", "{v}");
+    assert_eq!(f["redis_reachable"], true);
+    assert_eq!(f["same_token"], true);
+    assert_eq!(f["last_refresh"], leader.read()["refreshed_at"]);
+    assert!(!f["refreshed_by"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!(f["force_refresh_used"], 0);
+    let text = fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "wxtoken_fleet_role{appid=\"wx1234567890abcdef\",api=\"legacy\",role=\"follower\"} 1",
+        "wxtoken_fleet_redis_reachable{appid=\"wx1234567890abcdef\",api=\"legacy\"} 1",
+        "wxtoken_fleet_token_matches{appid=\"wx1234567890abcdef\",api=\"legacy\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    // Redis holds a token the follower does not believe: one run is a blip, two are a warning.
+    let now = redis_now(&redis);
+    set_fleet_token(
+        &redis,
+        &token_json("80_FORGED", DEFAULT_APPID, 86_400, now, 86_400),
+    );
+    follow(&redis).run().expect(0);
+    assert_eq!(status_json(&follower).0, 0);
+    follow(&redis).run().expect(0);
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("not the fleet's for the last 2 runs"),
+        "{v}"
+    );
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains("wxtoken_fleet_token_matches{appid=\"wx1234567890abcdef\",api=\"legacy\"} 0")
+    );
+    // Redis gone for more than three runs.
+    redis.stop();
+    for _ in 0..4 {
+        follow(&redis).run().expect(75);
+    }
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 1, "{v}");
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("unreachable for the last 4 runs"), "{v}");
+    assert_eq!(v["fleet"]["redis_reachable"], false);
+    assert!(
+        fs::read_to_string(&metrics).unwrap().contains(
+            "wxtoken_fleet_redis_reachable{appid=\"wx1234567890abcdef\",api=\"legacy\"} 0"
+        )
+    );
+}

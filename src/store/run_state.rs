@@ -97,6 +97,30 @@ pub struct RunState {
     pub hooks_delivered: BTreeMap<String, BTreeMap<String, String>>,
     /// Hooks whose last run failed, retried on every run until they succeed.
     pub hooks_pending: Vec<PendingHook>,
+    /// What the last run saw of the fleet (`--redis`), for `status` and `--metrics`.
+    pub fleet: Option<FleetSeen>,
+}
+
+/// The fleet as a run saw it. Times on this host's clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetSeen {
+    /// "leader" (may fetch) or "follower".
+    pub role: String,
+    pub reachable: bool,
+    /// Runs in a row that could not reach Redis.
+    pub unreachable_runs: u32,
+    /// This host's file held the fleet's token when the run ended.
+    pub same_token: bool,
+    /// Runs in a row that ended with a file token other than the fleet's.
+    pub differing_runs: u32,
+    /// When the fleet's token was fetched, and by which host (as it named itself).
+    pub refreshed_at: u64,
+    pub refreshed_by: String,
+    /// force_refresh calls the fleet made in the last 24 h (the shared budget).
+    pub force_refresh_used: u64,
+    /// Redis's clock minus this host's, seconds.
+    pub clock_skew: i64,
 }
 
 /// A hook that has not delivered the current token yet.

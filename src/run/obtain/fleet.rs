@@ -56,6 +56,7 @@ impl<'a> FleetSource<'a> {
             for path in run.cfg.store.publish(&cur.file)? {
                 info!("wrote {} from the fleet's token", path.display());
             }
+            note_same(run, conn);
             let left = cur.left(unix_now());
             return Ok(Plan::Fresh { cur, left });
         }
@@ -114,6 +115,7 @@ impl Source for FleetSource<'_> {
                 self.deferred = Some(Error::temp(format!(
                     "{e}; this host kept its files and {what}"
                 )));
+                note_unreachable(run, fc);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -193,6 +195,7 @@ impl Source for FleetSource<'_> {
                 );
             }
         }
+        note_sync(run, fc, &fleet, &view, file.as_ref());
         self.conn = Some(fleet);
         Ok(())
     }
@@ -328,11 +331,14 @@ impl Source for FleetSource<'_> {
                     if let Ok(got) = &result {
                         let t = &got.token;
                         match conn.publish(t, unix_now()) {
-                            Ok(true) => info!(
-                                "published {} to the fleet (Redis at {})",
-                                mask(&t.access_token),
-                                conn.shown
-                            ),
+                            Ok(true) => {
+                                info!(
+                                    "published {} to the fleet (Redis at {})",
+                                    mask(&t.access_token),
+                                    conn.shown
+                                );
+                                note_same(run, conn);
+                            }
                             Ok(false) => warn!(
                                 "Redis at {} held another token by the time this run published \
                                  (this run's lock had expired): kept it; the next runs settle \
@@ -372,6 +378,7 @@ impl Source for FleetSource<'_> {
             for path in cfg.store.publish(&cur.file)? {
                 info!("wrote {} from the fleet's token", path.display());
             }
+            note_same(run, conn);
             return Ok(Obtained {
                 token: cur.file,
                 outcome: Ok(()),
@@ -620,6 +627,95 @@ fn shared_force(conn: &mut Fleet, run: &mut Run) -> Result<()> {
                 run.deadline.sleep(wait);
             }
         }
+    }
+}
+
+/// Records in the run state that this run could not reach Redis (status warns after a few).
+fn note_unreachable(run: &mut Run, fc: &FleetConfig) {
+    let mut seen = run.st.fleet.clone().unwrap_or_default();
+    seen.role = role(fc).into();
+    seen.reachable = false;
+    seen.unreachable_runs = seen.unreachable_runs.saturating_add(1);
+    keep_seen(run, seen);
+}
+
+/// Records what this run saw of the fleet once it has synced with it: whether the file now holds
+/// the fleet's token, who fetched that and when, the shared budget used.
+fn note_sync(
+    run: &mut Run,
+    fc: &FleetConfig,
+    conn: &Fleet,
+    view: &crate::fleet::View,
+    file: Option<&TokenFile>,
+) {
+    let mut seen = run.st.fleet.clone().unwrap_or_default();
+    seen.role = role(fc).into();
+    seen.reachable = true;
+    seen.unreachable_runs = 0;
+    seen.force_refresh_used = view.forced_today;
+    seen.clock_skew = conn.skew;
+    // What Redis holds now: the value this run believed, or the one it published over it.
+    let (token, refreshed_at, by) = if conn.seen == view.raw {
+        match &view.token {
+            Some(t) => (
+                Some(t.access_token.clone()),
+                t.refreshed_at,
+                view.refreshed_by.clone(),
+            ),
+            None => (None, 0, None),
+        }
+    } else {
+        published(conn)
+    };
+    seen.same_token = token.is_some() && token.as_deref() == file.map(|f| f.access_token.as_str());
+    seen.differing_runs = if seen.same_token {
+        0
+    } else {
+        seen.differing_runs.saturating_add(1)
+    };
+    if token.is_some() {
+        seen.refreshed_at = refreshed_at;
+        seen.refreshed_by = by.unwrap_or_default();
+    }
+    keep_seen(run, seen);
+}
+
+/// The token this run published (`conn.seen`): the token, when it was fetched (this host's
+/// clock) and by which host.
+fn published(conn: &Fleet) -> (Option<String>, u64, Option<String>) {
+    let v = conn
+        .seen
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .unwrap_or_default();
+    (
+        v["access_token"].as_str().map(str::to_string),
+        conn.local(v["refreshed_at"].as_u64().unwrap_or(0)),
+        v["refreshed_by"].as_str().map(crate::vocab::printable),
+    )
+}
+
+/// The file holds the fleet's token now (this run published it, or took it).
+fn note_same(run: &mut Run, conn: &Fleet) {
+    let mut seen = run.st.fleet.clone().unwrap_or_default();
+    seen.same_token = true;
+    seen.differing_runs = 0;
+    if let (Some(_), at, by) = published(conn) {
+        seen.refreshed_at = at;
+        seen.refreshed_by = by.unwrap_or_default();
+    }
+    keep_seen(run, seen);
+}
+
+fn role(fc: &FleetConfig) -> &'static str {
+    if fc.follower { "follower" } else { "leader" }
+}
+
+/// A changed view is saved with the run state; an unchanged one costs no write.
+fn keep_seen(run: &mut Run, seen: crate::store::run_state::FleetSeen) {
+    if run.st.fleet.as_ref() != Some(&seen) {
+        run.st.fleet = Some(seen);
+        run.dirty = true;
     }
 }
 
