@@ -58,9 +58,11 @@ const READ: &str = "local t = redis.call('TIME') \
                     local since = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]) \
                                   - 86400000 \
                     local n = redis.call('ZCOUNT', KEYS[4], since, '+inf') \
-                    return {t[1], t[2], capped(redis.call('GET', KEYS[1])), \
+                    return {capped(redis.call('GET', KEYS[1])), \
                             capped(redis.call('GET', KEYS[2])), \
-                            capped(redis.call('GET', KEYS[3])), n}";
+                            capped(redis.call('GET', KEYS[3])), \
+                            string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)), \
+                            tostring(n)}";
 /// The fleet's probe turn: KEYS[1] holds when (ms, Redis's clock plus ARGV[2]) the last turn
 /// was taken; a new one is given ARGV[1] ms later (or at once when the recorded time lies ahead).
 const PROBE_TURN: &str = "local t = redis.call('TIME') \
@@ -112,6 +114,15 @@ const SDK_KEYS: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 
                             redis.call('SET', KEYS[i], v, 'PX', ARGV[2 * i - 1]) n = n + 1 end \
                         end \
                         return n";
+
+/// What a stored token says beyond the file's JSON (the other fields are skipped).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Stamp {
+    pub access_token: String,
+    pub refreshed_at: u64,
+    pub refreshed_by: String,
+}
 
 /// The last verdict a host of the fleet got from WeChat on the fleet's token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,24 +286,26 @@ impl Fleet {
             self.key("force"),
         ];
         let before = unix_now_ms();
-        let (secs, micros, raw, probe, report, forced_today): (
-            u64,
-            u64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            u64,
-        ) = self.eval_capped(
+        let mut reply: Vec<Option<String>> = self.eval_capped(
             "reading the fleet's token",
             READ,
             &keys,
             &[test_skew_ms().to_string()],
         )?;
         let after = unix_now_ms();
-        // Redis read its clock about halfway through the round trip.
-        let host_ms = before / 2 + after / 2;
-        let fleet_ms = (secs * 1000 + micros / 1000).saturating_add_signed(test_skew_ms());
-        self.skew = ((i128::from(fleet_ms) - i128::from(host_ms)) as f64 / 1000.0).round() as i64;
+        reply.resize(5, None);
+        let number = |v: &Option<String>| v.as_deref().and_then(|n| n.parse::<u64>().ok());
+        let (Some(redis_ms), Some(forced_today)) = (number(&reply[3]), number(&reply[4])) else {
+            return Err(Error::temp(format!(
+                "Redis at {}: reading the fleet's token failed: an answer without Redis's time",
+                self.shown
+            )));
+        };
+        let [raw, probe, report, ..] = <[Option<String>; 5]>::try_from(reply).unwrap_or_default();
+        // Redis read its clock about halfway through the round trip; rounded to the second.
+        let host_ms = (before / 2 + after / 2) as i64;
+        let fleet_ms = redis_ms.saturating_add_signed(test_skew_ms()) as i64;
+        self.skew = (fleet_ms - host_ms + 500).div_euclid(1000);
         if self.skew.abs() > CLOCK_WARN {
             warn!(
                 "this host's clock is {} s {} Redis's at {} (the fleet's clock): the files say \
@@ -303,10 +316,12 @@ impl Fleet {
             );
         }
         let token = raw.as_deref().and_then(|r| self.believe(r, appid, api));
-        let refreshed_by = token.as_ref().and(raw.as_deref()).and_then(|r| {
-            let v: serde_json::Value = serde_json::from_str(r).ok()?;
-            v.get("refreshed_by")?.as_str().map(crate::vocab::printable)
-        });
+        let refreshed_by = token
+            .as_ref()
+            .and(raw.as_deref())
+            .and_then(|r| serde_json::from_str::<Stamp>(r).ok())
+            .map(|s| crate::vocab::printable(&s.refreshed_by))
+            .filter(|by| !by.is_empty());
         let probe = probe
             .and_then(|p| serde_json::from_str::<ProbeRecord>(&p).ok())
             .map(|p| ProbeRecord {
@@ -461,9 +476,13 @@ impl Fleet {
             refreshed_at: self.fleet(t.refreshed_at),
             ..t.clone()
         };
-        let mut v = serde_json::to_value(fleet).expect("plain struct serializes");
-        v["refreshed_by"] = hostname().into();
-        v.to_string()
+        let mut raw = serde_json::to_string(&fleet).expect("plain struct serializes");
+        // The file's JSON is an object: one more member before its closing brace.
+        raw.pop();
+        raw.push_str(",\"refreshed_by\":");
+        raw.push_str(&serde_json::to_string(&hostname()).expect("a string serializes"));
+        raw.push('}');
+        raw
     }
 
     /// `t` (times on this host's clock) as the fleet stores it: times on the fleet's clock.
@@ -672,14 +691,25 @@ pub fn bounded<T: Send + 'static>(
     limit: Duration,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    use std::sync::{Arc, Condvar, Mutex};
+    // A slot and a bell rather than a channel: the same wait, less code in a binary whose size
+    // is a goal.
+    let slot = Arc::new((Mutex::new(None), Condvar::new()));
+    let theirs = Arc::clone(&slot);
     std::thread::Builder::new()
         .name("redis-connect".into())
         .spawn(move || {
-            let _ = tx.send(f());
+            let (value, bell) = &*theirs;
+            *value.lock().unwrap_or_else(|e| e.into_inner()) = Some(f());
+            bell.notify_one();
         })
         .ok()?;
-    rx.recv_timeout(limit).ok()
+    let (value, bell) = &*slot;
+    let guard = value.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut guard, _) = bell
+        .wait_timeout_while(guard, limit, |v| v.is_none())
+        .unwrap_or_else(|e| e.into_inner());
+    guard.take()
 }
 
 /// What one command may take: the Redis timeout or what is left of the run, whichever is less.

@@ -686,12 +686,12 @@ fn published(conn: &Fleet) -> (Option<String>, u64, Option<String>) {
     let v = conn
         .seen
         .as_deref()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .and_then(|r| serde_json::from_str::<crate::fleet::Stamp>(r).ok())
         .unwrap_or_default();
     (
-        v["access_token"].as_str().map(str::to_string),
-        conn.local(v["refreshed_at"].as_u64().unwrap_or(0)),
-        v["refreshed_by"].as_str().map(crate::vocab::printable),
+        Some(v.access_token).filter(|t| !t.is_empty()),
+        conn.local(v.refreshed_at),
+        Some(crate::vocab::printable(&v.refreshed_by)).filter(|by| !by.is_empty()),
     )
 }
 
