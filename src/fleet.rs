@@ -19,10 +19,10 @@
 use std::time::Duration;
 
 use log::{debug, warn};
-use redis::{Client, Connection, FromRedisValue, RedisError};
+use redis::{Client, Connection, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::fleet::FleetConfig;
+use crate::config::fleet::{FleetConfig, SentinelSpec, node_addr};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sdk::Entry;
@@ -158,6 +158,170 @@ pub struct Fleet {
     /// The fleet's clock (Redis's TIME) minus this host's, in seconds, as measured at the read.
     /// Times in Redis are on the fleet's clock, times in the files on the host's.
     pub skew: i64,
+    /// How to connect again (through Sentinel, after a failover).
+    dial: Dial,
+}
+
+/// Everything a connection is made from; cloned into the thread that connects.
+#[derive(Clone)]
+struct Dial {
+    info: ConnectionInfo,
+    roots: Option<Vec<u8>>,
+    sentinel: Option<SentinelSpec>,
+    shown: String,
+}
+
+/// Does this failure look like a failover (the master gone, demoted, or not yet serving)?
+fn failing_over(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.code(),
+            Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN")
+        )
+}
+
+impl Dial {
+    fn client(&self, info: ConnectionInfo) -> redis::RedisResult<Client> {
+        match &self.roots {
+            Some(pem) => Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(info),
+        }
+    }
+
+    /// A connection within what is left of `deadline`. The redis crate resolves host names with
+    /// getaddrinfo, which no timeout bounds (a DNS server that never answers costs the
+    /// resolver's retries: 10 s and more): the whole connect, name resolution included, runs on
+    /// a thread of its own, which the run waits for at most the time left and leaves behind if
+    /// it must. Through Sentinel, a failover under way (no master yet) is waited out the same.
+    fn open_within(&self, deadline: &Deadline) -> Result<Connection> {
+        loop {
+            let per_step = step(deadline)?;
+            let limit = deadline.remaining();
+            let dial = self.clone();
+            let result = bounded(limit, move || dial.open(per_step)).unwrap_or_else(|| {
+                Err((
+                    Error::temp(format!(
+                        "Redis at {}: connecting failed: no connection within {:.1} s, the rest of \
+                     --max-time (resolving the host name included): check the name in DNS \
+                     (getent hosts) and that Redis listens there",
+                        self.shown,
+                        limit.as_secs_f64()
+                    )),
+                    false,
+                ))
+            });
+            match result {
+                Ok(c) => return Ok(c),
+                Err((e, true)) if deadline.remaining() > POLL * 5 => {
+                    debug!("{e}; asking the sentinels again");
+                    deadline.sleep(POLL * 3);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// A connection, or why not and whether waiting may help (a sentinel answered: a failover
+    /// may be under way; no sentinel answering is an outage like a plain Redis down).
+    fn open(&self, per_step: Duration) -> std::result::Result<Connection, (Error, bool)> {
+        let Some(spec) = &self.sentinel else {
+            return self
+                .client(self.info.clone())
+                .and_then(|c| c.get_connection_with_timeout(per_step))
+                .map_err(|e| (failure(&self.shown, "connecting", &e), false));
+        };
+        let mut answered = false;
+        let tls = matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        let armed = |c: &mut Connection| {
+            c.set_read_timeout(Some(per_step))
+                .and_then(|()| c.set_write_timeout(Some(per_step)))
+        };
+        let mut why = Vec::new();
+        for (host, port) in &spec.nodes {
+            let node = format!("{host}:{port}");
+            // The sentinels are asked without AUTH: the password is the master's.
+            let asked = node_addr(host.clone(), *port, tls)
+                .into_connection_info()
+                .map(|i| {
+                    i.set_redis_settings(
+                        redis::RedisConnectionInfo::default().set_skip_set_lib_name(),
+                    )
+                })
+                .and_then(|i| self.client(i))
+                .and_then(|c| c.get_connection_with_timeout(per_step))
+                .and_then(|mut c| {
+                    armed(&mut c)?;
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(&spec.master)
+                        .query::<Option<(String, u16)>>(&mut c)
+                });
+            answered |= asked.is_ok();
+            let (mhost, mport) = match asked {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    why.push(format!("sentinel {node} knows no master {}", spec.master));
+                    continue;
+                }
+                Err(e) => {
+                    why.push(format!("sentinel {node}: {e}"));
+                    continue;
+                }
+            };
+            let master = format!("{mhost}:{mport}");
+            let conn = node_addr(mhost, mport, tls)
+                .into_connection_info()
+                .map(|i| i.set_redis_settings(self.info.redis_settings().clone()))
+                .and_then(|i| self.client(i))
+                .and_then(|c| c.get_connection_with_timeout(per_step));
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = failure(
+                        &self.shown,
+                        &format!("connecting to the master {master}"),
+                        &e,
+                    );
+                    if e.kind == crate::error::Kind::Config {
+                        return Err((e, false));
+                    }
+                    why.push(format!("sentinel {node} named {master}: {}", e.message));
+                    continue;
+                }
+            };
+            // A master being demoted answers ROLE with "slave" (the sentinels have not told
+            // everyone yet): not the one to write to.
+            let role =
+                armed(&mut conn).and_then(|()| redis::cmd("ROLE").query::<redis::Value>(&mut conn));
+            let is_master = matches!(&role, Ok(redis::Value::Array(items))
+                if matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master"));
+            if is_master {
+                debug!("sentinel {node}: the master {} is {master}", spec.master);
+                return Ok(conn);
+            }
+            why.push(format!(
+                "sentinel {node} named {master}, which is not a master now"
+            ));
+        }
+        let e = Error::temp(format!(
+            "Redis at {}: no master {} found through the sentinels ({}); a failover under way ends \
+             within the sentinels' failover-timeout, check them with redis-cli -p PORT sentinel \
+             masters",
+            self.shown,
+            spec.master,
+            why.join("; ")
+        ));
+        Err((e, answered))
+    }
 }
 
 /// Why a Redis call failed, in the admin's words: credentials are 78, anything else 75.
@@ -182,42 +346,22 @@ fn failure(shown: &str, what: &str, e: &RedisError) -> Error {
 
 impl Fleet {
     pub fn connect(fc: &FleetConfig, deadline: &Deadline) -> Result<Fleet> {
-        let shown = fc.shown.clone();
-        let client = match &fc.tls_roots {
-            Some(pem) => Client::build_with_tls(
-                fc.info.clone(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            None => Client::open(fc.info.clone()),
-        }
-        .map_err(|e| failure(&shown, "the connection settings", &e))?;
-        // The redis crate resolves the host name with getaddrinfo, which no timeout bounds (a DNS
-        // server that never answers costs the resolver's retries: 10 s and more). The whole
-        // connect, name resolution included, runs on a thread of its own; the run waits for it
-        // at most what is left of --max-time, and leaves it behind if it must.
-        let per_step = step(deadline)?;
-        let limit = deadline.remaining();
-        let conn = bounded(limit, move || client.get_connection_with_timeout(per_step))
-            .ok_or_else(|| {
-                Error::temp(format!(
-                    "Redis at {shown}: connecting failed: no connection within {:.1} s, the rest \
-                     of --max-time (resolving the host name included): check the name in DNS \
-                     (getent hosts) and that Redis listens there",
-                    limit.as_secs_f64()
-                ))
-            })?
-            .map_err(|e| failure(&shown, "connecting", &e))?;
-        debug!("connected to Redis at {shown}");
+        let dial = Dial {
+            info: fc.info.clone(),
+            roots: fc.tls_roots.clone(),
+            sentinel: fc.sentinel.clone(),
+            shown: fc.shown.clone(),
+        };
+        let conn = dial.open_within(deadline)?;
+        debug!("connected to Redis at {}", fc.shown);
         Ok(Fleet {
             conn,
             ns: fc.namespace.clone(),
-            shown,
+            shown: fc.shown.clone(),
             deadline: *deadline,
             seen: None,
             skew: 0,
+            dial,
         })
     }
 
@@ -225,15 +369,29 @@ impl Fleet {
         format!("{}:{name}", self.ns)
     }
 
+    /// One command. Through Sentinel, a command that fails as a failover makes commands fail
+    /// (the master gone, or demoted: READONLY) is sent again to the master the sentinels name
+    /// next, for as long as --max-time allows: a token fetched just before a failover reaches
+    /// the new master instead of being fetched again.
     fn query<T: FromRedisValue>(&mut self, what: &str, cmd: &redis::Cmd) -> Result<T> {
-        let t = step(&self.deadline)?;
-        let armed = self
-            .conn
-            .set_read_timeout(Some(t))
-            .and_then(|()| self.conn.set_write_timeout(Some(t)));
-        armed
-            .and_then(|()| cmd.query(&mut self.conn))
-            .map_err(|e| failure(&self.shown, what, &e))
+        loop {
+            let t = step(&self.deadline)?;
+            let armed = self
+                .conn
+                .set_read_timeout(Some(t))
+                .and_then(|()| self.conn.set_write_timeout(Some(t)));
+            match armed.and_then(|()| cmd.query(&mut self.conn)) {
+                Ok(v) => return Ok(v),
+                Err(e) if self.dial.sentinel.is_some() && failing_over(&e) => {
+                    warn!(
+                        "Redis at {}: {what} failed ({e}); asking the sentinels for the master",
+                        self.shown
+                    );
+                    self.conn = self.dial.open_within(&self.deadline)?;
+                }
+                Err(e) => return Err(failure(&self.shown, what, &e)),
+            }
+        }
     }
 
     fn eval<T: FromRedisValue>(

@@ -142,7 +142,7 @@ impl Redis {
 
     /// The fleet's token as Redis holds it.
     fn token(&self, api: &str) -> Option<String> {
-        let raw = self.get(&format!("wxtoken:{DEFAULT_APPID}:{api}:token"))?;
+        let raw = self.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:{api}:token"))?;
         let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
         Some(v["access_token"].as_str().unwrap().to_string())
     }
@@ -250,13 +250,13 @@ fn three_hosts_twenty_runs_each_at_once_make_one_fetch() {
     for site in &hosts {
         assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
     }
-    let pttl = redis.pttl(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+    let pttl = redis.pttl(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"));
     assert!(
         (7_100_000..=7_200_000).contains(&pttl),
         "the key lives as long as the token: {pttl} ms"
     );
     assert_eq!(
-        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:lock")),
+        redis.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock")),
         None,
         "the lock was released"
     );
@@ -288,7 +288,7 @@ fn redis_stopped_mid_run_keeps_every_file_and_fetches_nothing_then_recovers() {
     // while host 0's request is in flight.
     fake.set_default(Behaviour::Delay(1500, Box::new(Behaviour::Normal)));
     let leader = host(&hosts[0], &fake, &redis).arg("--force").spawn();
-    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    let lock = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock");
     wait_for("the leader's lock", Duration::from_secs(10), || {
         redis.get(&lock).is_some()
     });
@@ -399,7 +399,7 @@ fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
         .args(&["--max-time", &lock_for.to_string()])
         .spawn();
     let started = Instant::now();
-    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    let lock = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock");
     wait_for(
         "the leader's hanging request",
         Duration::from_secs(10),
@@ -484,7 +484,7 @@ fn a_follower_never_fetches() {
     assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1);
     assert_eq!(fake.token_calls(), 1, "the follower fetched nothing");
     assert_eq!(
-        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:report")),
+        redis.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:report")),
         None
     );
     // The leader, next, has nothing left to check.
@@ -910,7 +910,7 @@ fn tickets_are_fetched_once_for_the_fleet_and_mirrored_by_followers() {
     assert_eq!(fake.token_calls(), 1);
     assert_eq!(fake.ticket_calls(), 1, "one ticket fetch for the fleet");
     let raw = redis
-        .get(&format!("wxtoken:{DEFAULT_APPID}:legacy:ticket:jsapi"))
+        .get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:ticket:jsapi"))
         .unwrap();
     let in_redis: serde_json::Value = serde_json::from_str(&raw).unwrap();
     for site in &hosts {
@@ -1061,7 +1061,7 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
     use wxtoken::fleet::{Fleet, Turn};
     let mut fleet = Fleet::connect(&fc, &deadline).unwrap();
     // This run saw no token; another host publishes one before the run takes the lock.
-    let key = |name: &str| format!("wxtoken:{DEFAULT_APPID}:legacy:{name}");
+    let key = |name: &str| format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:{name}");
     redis::cmd("SET")
         .arg(key("token"))
         .arg("published meanwhile")
@@ -1133,7 +1133,7 @@ fn token_json(
 
 fn set_fleet_token(redis: &Redis, value: &str) {
     redis::cmd("SET")
-        .arg(format!("wxtoken:{DEFAULT_APPID}:legacy:token"))
+        .arg(format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"))
         .arg(value)
         .arg("EX")
         .arg(7200)
@@ -1189,7 +1189,7 @@ fn forged_oversized_and_foreign_values_in_redis_are_never_adopted() {
         host(&leader, &fake, &redis)
             .run()
             .expect(0)
-            .stderr_has(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+            .stderr_has(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"));
         assert_eq!(
             file_token(&leader).as_deref(),
             Some(good.as_str()),
@@ -1263,7 +1263,7 @@ fn a_follower_recovers_from_a_forged_token_within_one_probe_interval() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let probe = format!("wxtoken:{DEFAULT_APPID}:legacy:probe");
+    let probe = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:probe");
     wait_for("the follower's verdict", Duration::from_secs(10), || {
         redis.get(&probe).is_some()
     });
@@ -1562,4 +1562,242 @@ fn status_and_metrics_show_the_fleet_as_the_last_run_saw_it() {
             "wxtoken_fleet_redis_reachable{appid=\"wx1234567890abcdef\",api=\"legacy\"} 0"
         )
     );
+}
+
+/// One master, one replica and three sentinels on 127.0.0.1, each with a free port, in one temp
+/// directory; all killed on drop.
+struct SentinelSet {
+    dir: tempfile::TempDir,
+    master: Option<Child>,
+    master_port: u16,
+    replica: Child,
+    replica_port: u16,
+    sentinels: Vec<(Child, u16)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn conn_to(port: u16) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    c.get_connection_with_timeout(Duration::from_secs(1)).ok()
+}
+
+impl SentinelSet {
+    fn start() -> Option<SentinelSet> {
+        if !require_tool("redis-server") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = |port: u16, extra: &[&str]| {
+            let data = dir.path().join(port.to_string());
+            fs::create_dir(&data).unwrap();
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&data)
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server")
+        };
+        let master_port = free_port();
+        let master = server(master_port, &[]);
+        let replica_port = free_port();
+        let replicaof = master_port.to_string();
+        let replica = server(replica_port, &["--replicaof", "127.0.0.1", &replicaof]);
+        let mut set = SentinelSet {
+            master: Some(master),
+            master_port,
+            replica,
+            replica_port,
+            sentinels: Vec::new(),
+            dir,
+        };
+        wait_for("the replica's link", Duration::from_secs(15), || {
+            conn_to(replica_port).is_some_and(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+                    .is_ok_and(|i| i.contains("master_link_status:up"))
+            })
+        });
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = set.dir.path().join(format!("sentinel-{port}.conf"));
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\n\
+                     sentinel failover-timeout mymaster 4000\n",
+                    set.dir.path().display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server --sentinel");
+            set.sentinels.push((child, port));
+        }
+        // Each sentinel must know the replica and the two other sentinels before a failover can
+        // be agreed on (they find each other through the master within a few seconds).
+        for &(_, port) in &set.sentinels {
+            wait_for(
+                "the sentinels to know each other",
+                Duration::from_secs(30),
+                || {
+                    conn_to(port).is_some_and(|mut c| {
+                        let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("sentinels")
+                            .arg("mymaster")
+                            .query(&mut c)
+                            .unwrap_or_default();
+                        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("replicas")
+                            .arg("mymaster")
+                            .query(&mut c)
+                            .unwrap_or_default();
+                        others.len() == 2 && replicas.len() == 1
+                    })
+                },
+            );
+        }
+        Some(set)
+    }
+
+    fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, p)| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/mymaster", nodes.join(","))
+    }
+
+    /// The master's port as the first sentinel names it.
+    fn master_now(&self) -> Option<u16> {
+        let mut c = conn_to(self.sentinels[0].1)?;
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut c)
+            .ok()?;
+        Some(port)
+    }
+
+    fn kill_master(&mut self) {
+        if let Some(mut c) = self.master.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        self.kill_master();
+        let _ = self.replica.kill();
+        let _ = self.replica.wait();
+        for (c, _) in &mut self.sentinels {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Redis Sentinel: the master is killed while a host is fetching (it holds the fleet's lock and
+/// has not published yet). Its publish is retried through the sentinels until the replica is
+/// promoted; the other hosts, ticking meanwhile, wait for the new master and take that token; one
+/// fetch for the window, and every file holds a token WeChat accepts after every run.
+#[test]
+fn a_fleet_rides_a_sentinel_failover() {
+    let Some(mut set) = SentinelSet::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let url = set.url();
+    let tick = |site: &Site, extra: &[&str]| {
+        let mut c = site.refresh(&fake);
+        c.args(&["--api", "legacy", "--redis", &url, "--probe-every", "0"]);
+        c.args(&["--max-time", "25"]).args(extra);
+        c
+    };
+    let all_valid = |when: &str| {
+        for (i, site) in hosts.iter().enumerate() {
+            let token = file_token(site).unwrap_or_else(|| panic!("{when}: host {i} has no file"));
+            assert!(fake.is_valid(&token), "{when}: host {i}'s token is dead");
+        }
+    };
+    for site in &hosts {
+        tick(site, &[]).run().expect(0);
+    }
+    all_valid("first ticks");
+    assert_eq!(fake.token_calls(), 1);
+    let key = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token");
+
+    fake.set_default(Behaviour::Delay(2000, Box::new(Behaviour::Normal)));
+    let leader = tick(&hosts[0], &["--force"]).spawn();
+    wait_for("the leader's request", Duration::from_secs(10), || {
+        fake.token_calls() == 2
+    });
+    set.kill_master();
+    let killed = Instant::now();
+    // The others tick through the failover.
+    let mut others_ran = 0;
+    let mut leader = Some(leader);
+    let mut leader_run = None;
+    while leader_run.is_none() || killed.elapsed() < Duration::from_secs(3) {
+        for site in &hosts[1..] {
+            tick(site, &[]).run().expect(0);
+            others_ran += 1;
+            all_valid("during the failover");
+        }
+        if let Some(l) = leader.as_mut()
+            && l.try_wait().unwrap().is_some()
+        {
+            leader_run = Some(finish(leader.take().unwrap()));
+        }
+    }
+    leader_run
+        .unwrap()
+        .expect(0)
+        .stderr_has("asking the sentinels");
+    assert_eq!(
+        set.master_now(),
+        Some(set.replica_port),
+        "the sentinels promoted the replica"
+    );
+    for site in &hosts {
+        tick(site, &[]).run().expect(0);
+    }
+    all_valid("after the failover");
+    let published = redis::cmd("GET")
+        .arg(&key)
+        .query::<Option<String>>(&mut conn_to(set.replica_port).unwrap())
+        .unwrap()
+        .expect("the token on the new master");
+    let published: serde_json::Value = serde_json::from_str(&published).unwrap();
+    let token = file_token(&hosts[0]).unwrap();
+    assert_eq!(published["access_token"].as_str(), Some(token.as_str()));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
+    }
+    assert_eq!(fake.token_calls(), 2, "one fetch for the window");
+    assert_ne!(set.master_port, set.replica_port);
+    show(&format!(
+        "fleet: Sentinel failover ridden: {others_ran} runs of the other hosts meanwhile, one fetch"
+    ));
 }
