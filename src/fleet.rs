@@ -1,6 +1,7 @@
 //! Fleet mode (`--redis URL`): Redis as the coordinator of the hosts that serve one account.
 //!
-//! Per account (the namespace `wxtoken:{appid}:{api}`) Redis holds:
+//! Per account (the namespace `wxtoken:{APPID}:API`, the appid in braces: the keys' hash tag)
+//! Redis holds:
 //! - `…:token`: the fleet's token, the same JSON as the `.json` file, expiring with the token;
 //! - `…:lock`: the host allowed to fetch now (SET NX PX with a value unique to the run, deleted
 //!   by its owner only, through a script; it expires with the holder's `--max-time`, so a host
@@ -9,7 +10,12 @@
 //!   probes are made for the fleet, not per host, and a dead token is known to all);
 //! - `…:report`: an app's report that WeChat rejected the token, forwarded by a follower;
 //! - `…:ticket:{type}` and `…:lock:ticket:{type}`: each JS-SDK ticket, on its own clock, the same
-//!   way as the token.
+//!   way as the token;
+//! - `…:force`: the account's force_refresh calls of the last day (one budget for all hosts);
+//! - `…:probe-turn`: when a host last took the fleet's turn to probe.
+//!
+//! Times stored there are on Redis's clock (TIME): hosts whose clocks disagree still agree on
+//! what is fresh. Each run converts them to its own clock for its files.
 //!
 //! Every run reads them, writes its local files from the fleet's token (local readers keep the
 //! file interface), and only the lock holder fetches, after re-reading Redis: a token someone else
