@@ -917,12 +917,13 @@ fn shift(t: u64, by: i64) -> u64 {
 /// A host clock further than this from Redis's is worth a warning (the fleet keeps working).
 const CLOCK_WARN: i64 = 60;
 
-/// Debug builds only (the test suite): milliseconds added to Redis's clock, read from
-/// WXTOKEN_TEST_FLEET_CLOCK. The tests move the fleet's clock through a day in seconds; libfaketime
-/// cannot be preloaded into redis-server (its jemalloc reads the clock before libfaketime is set
-/// up), so the offset is applied where Redis's TIME is read. Release builds read no such variable.
+/// Debug builds (the test suite) and the `test-clock` feature (bench/fleet.sh) only: seconds
+/// added to Redis's clock, read from WXTOKEN_TEST_FLEET_CLOCK, in ms. The tests move the fleet's
+/// clock through hours in seconds; libfaketime cannot be preloaded into redis-server (its jemalloc
+/// reads the clock before libfaketime is set up), so the offset is applied where Redis's TIME is
+/// read. Release builds read no such variable.
 fn test_skew_ms() -> i64 {
-    if cfg!(debug_assertions) {
+    if cfg!(any(debug_assertions, feature = "test-clock")) {
         std::env::var("WXTOKEN_TEST_FLEET_CLOCK")
             .ok()
             .and_then(|v| v.trim().trim_start_matches('+').parse::<i64>().ok())
