@@ -1251,9 +1251,16 @@ fn a_follower_recovers_from_a_forged_token_within_one_probe_interval() {
     follow(0, "3").expect(0);
     lead(0).expect(0);
     assert_eq!(file_token(&follower).as_deref(), Some(forged));
-    // One probe interval later the follower checks it, finds it dead, and waits for the leader,
-    // which acts on the fleet's verdict.
+    // One probe interval later the follower checks it and finds it dead. No host that fetches
+    // runs within its --max-time: exit 75, and its file no longer claims a life the token has not.
     fake.advance(61);
+    follow(61, "3").expect(75).stderr_has("WeChat rejects");
+    let claimed = site_token_json(&follower)["expires_at"].as_u64().unwrap();
+    assert!(
+        claimed <= wxtoken::vocab::unix_now() + 62,
+        "the dead token's file says it expires at {claimed}"
+    );
+    // The leader acts on the fleet's verdict: the follower waiting meanwhile takes its token.
     let mut c = host(&follower, &fake, &redis);
     c.args(&["--follower", "--probe-every", "60", "--max-time", "15"]);
     let waiting = c

@@ -69,17 +69,36 @@ impl<'a> FleetSource<'a> {
             ))
         });
         let now = unix_now();
-        match current.filter(|c| c.left(now) > 0) {
-            Some(cur) => {
+        // What the run learnt since the decision (a probe found the token dead) counts.
+        let current = current.map(|mut c| {
+            c.effective = run.st.effective_expiry(&c.digest, c.file.expires_at, now);
+            c
+        });
+        match current {
+            Some(cur) if cur.left(now) > 0 => {
                 self.deferred = Some(reason);
                 let left = cur.left(now);
                 Ok(Plan::Fresh { cur, left })
             }
-            None => Err(Error::temp(format!(
-                "{}; {} holds no valid token ({why})",
-                reason.message,
-                run.cfg.store.state.display()
-            ))),
+            other => {
+                // A dead token stays in the files (there is no other), but they no longer claim
+                // a life it has not: readers see it expired.
+                if let Some(cur) = other.filter(|c| c.effective < c.file.expires_at) {
+                    let truth = TokenFile {
+                        expires_at: cur.effective,
+                        expire_time: cur.effective,
+                        ..cur.file
+                    };
+                    if let Err(e) = run.cfg.store.publish(&truth) {
+                        warn!("{e}");
+                    }
+                }
+                Err(Error::temp(format!(
+                    "{}; {} holds no valid token ({why})",
+                    reason.message,
+                    run.cfg.store.state.display()
+                )))
+            }
         }
     }
 }
@@ -264,11 +283,11 @@ impl Source for FleetSource<'_> {
                     Ok(plan) => plan,
                     Err(e) => {
                         self.deferred = Some(e);
-                        Plan::Probe {
-                            cur: kept,
-                            why,
-                            reported,
-                        }
+                        let mut cur = kept;
+                        cur.effective =
+                            run.st
+                                .effective_expiry(&cur.digest, cur.file.expires_at, now);
+                        Plan::Probe { cur, why, reported }
                     }
                 }
             }
