@@ -17,6 +17,8 @@
 //!   GET /valid?token=TOKEN    200 `valid` or `invalid` (unknown, expired, superseded, revoked)
 //!   GET /calls?path=PATH      200 and how many requests for PATH (e.g. /cgi-bin/get_api_domain_ip)
 //!                             the API received; /calls?force_refresh=1: stable force_refresh calls
+//!   GET /advance?secs=N       the fake's clock jumps N s forward (bench/fleet.sh's simulated day);
+//!                             200 and the fake's time
 
 #[path = "../tests/fake/mod.rs"]
 mod fake;
@@ -158,6 +160,13 @@ fn answer_control(mut conn: TcpStream, server: &fake::FakeWeChat) -> std::io::Re
             ("200 OK", server.force_refresh_calls().to_string())
         }
         "/calls" => ("200 OK", server.calls(param("path")).to_string()),
+        "/advance" => match param("secs").parse::<u64>() {
+            Ok(secs) => {
+                server.advance(secs);
+                ("200 OK", server.now().to_string())
+            }
+            Err(_) => ("400 Bad Request", "secs=N wanted".into()),
+        },
         _ => ("404 Not Found", "unknown control request".into()),
     };
     write!(

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 
 /// WeChat says to reserve 512 characters; allow twice that, refuse anything longer.
 pub const MAX_TOKEN_LEN: usize = 1024;
-/// The longest lifetime wxtoken believes (WeChat's is 7200 s).
-pub const MAX_EXPIRES_IN: u64 = 86_400;
+/// The longest lifetime WeChat grants (token and ticket APIs: 7200 s): anything longer is a lie.
+pub const MAX_EXPIRES_IN: u64 = 7_200;
 /// How long a token stays usable after a legacy (or WeCom) fetch issued its successor.
 pub const OVERLAP: u64 = 300;
 

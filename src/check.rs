@@ -780,7 +780,7 @@ fn online_redis(r: &mut Tally, cfg: &Config, fc: &FleetConfig, deadline: &Deadli
     };
     let key = fleet.key("token");
     let now = unix_now();
-    match fleet.read(&cfg.appid, cfg.api, now) {
+    match fleet.read(&cfg.appid, cfg.api) {
         Ok(view) => {
             let token = match (&view.token, &view.raw) {
                 (Some(t), _) => {

@@ -46,7 +46,8 @@ pub fn implausible(
     {
         return Some(format!(
             "its lifetime (expires_at - refreshed_at = {lifetime} s, expires_in {expires_in} s) is \
-             not between 1 s and {MAX_EXPIRES_IN} s"
+             not between 1 s and {MAX_EXPIRES_IN} s: WeChat grants at most {MAX_EXPIRES_IN} s, so \
+             a longer one is a lie"
         ));
     }
     let ahead = secs_until(refreshed_at, now);

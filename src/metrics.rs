@@ -181,7 +181,75 @@ pub fn render(
         "force_refresh calls WeChat allows a day.",
         &one(FORCE_PER_DAY as f64),
     );
+    if let Some(f) = &st.fleet {
+        fleet(&mut out, &id, f);
+    }
     out
+}
+
+/// The fleet as the last run saw it (`--redis` only).
+fn fleet(out: &mut String, id: &str, f: &crate::store::run_state::FleetSeen) {
+    let one = |v: f64| vec![(id.to_string(), v)];
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    family(
+        out,
+        "wxtoken_fleet_role",
+        "gauge",
+        "This host's role in the fleet (1 for the role it has: leader fetches, follower never).",
+        &[(format!("{id},role=\"{}\"", label(&f.role)), 1.0)],
+    );
+    family(
+        out,
+        "wxtoken_fleet_redis_reachable",
+        "gauge",
+        "Whether the last run reached the fleet's Redis (1) or not (0).",
+        &one(flag(f.reachable)),
+    );
+    family(
+        out,
+        "wxtoken_fleet_redis_unreachable_runs",
+        "gauge",
+        "Runs in a row that could not reach the fleet's Redis.",
+        &one(f64::from(f.unreachable_runs)),
+    );
+    family(
+        out,
+        "wxtoken_fleet_token_matches",
+        "gauge",
+        "Whether this host's file held the fleet's token when the last run ended (1) or not (0).",
+        &one(flag(f.same_token)),
+    );
+    family(
+        out,
+        "wxtoken_fleet_token_differing_runs",
+        "gauge",
+        "Runs in a row that ended with a file token other than the fleet's.",
+        &one(f64::from(f.differing_runs)),
+    );
+    family(
+        out,
+        "wxtoken_fleet_last_refresh_timestamp_seconds",
+        "gauge",
+        "When the fleet's token was fetched (this host's clock), by the host in the label.",
+        &[(
+            format!("{id},by=\"{}\"", label(&f.refreshed_by)),
+            f.refreshed_at as f64,
+        )],
+    );
+    family(
+        out,
+        "wxtoken_fleet_force_refresh_used",
+        "gauge",
+        "force_refresh calls of the whole fleet in the last 24 h (WeChat allows 20 per account).",
+        &one(f.force_refresh_used as f64),
+    );
+    family(
+        out,
+        "wxtoken_fleet_clock_skew_seconds",
+        "gauge",
+        "Redis's clock (the fleet's) minus this host's.",
+        &one(f.clock_skew as f64),
+    );
 }
 
 pub fn write(path: &Path, text: &str) -> Result<()> {

@@ -56,6 +56,8 @@ pub struct Report {
     pub tickets: Vec<(String, Option<i64>)>,
     /// The base URL that answered the last token fetch.
     pub last_base: Option<String>,
+    /// What the last run saw of the fleet (`--redis`).
+    pub fleet: Option<crate::store::run_state::FleetSeen>,
 }
 
 impl Report {
@@ -111,6 +113,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
         api: None,
         tickets: Vec::new(),
         last_base: None,
+        fleet: None,
     };
     let Some(path) = args
         .files
@@ -131,6 +134,7 @@ pub fn inspect(args: &StatusArgs) -> Report {
         r.consecutive_failures = st.consecutive_failures;
         r.last_error = st.last_error.as_ref().map(|e| e.message.clone());
         r.last_base = st.last_run.as_ref().and_then(|o| o.base.clone());
+        r.fleet = st.fleet.clone();
     }
 
     if let Err(e) = fs::File::open(path)
@@ -252,6 +256,9 @@ pub fn inspect(args: &StatusArgs) -> Report {
                 ),
             );
         }
+        if let Some(f) = &st.fleet {
+            fleet_warnings(&mut r, f);
+        }
         if st.last_probe == Verdict::Dead {
             // No time recorded (0) or one in the future (a clock step): no age rather than a
             // made-up one.
@@ -302,6 +309,35 @@ pub fn inspect(args: &StatusArgs) -> Report {
         }
     }
     r
+}
+
+/// Runs in a row without Redis before status warns: a blip is no news, a host that stopped
+/// following the fleet is.
+pub const FLEET_UNREACHABLE_RUNS: u32 = 3;
+
+/// A host that no longer follows its fleet: Redis unreachable for more than a few runs, or a file
+/// token other than the fleet's for more than one run.
+fn fleet_warnings(r: &mut Report, f: &crate::store::run_state::FleetSeen) {
+    if !f.reachable && f.unreachable_runs > FLEET_UNREACHABLE_RUNS {
+        r.raise(
+            Level::Warning,
+            format!(
+                "Redis (--redis) was unreachable for the last {} runs: this host ({}) serves its \
+                 file but does not follow the fleet; see the runs' errors (journalctl -u wxtoken)",
+                f.unreachable_runs, f.role
+            ),
+        );
+    } else if f.reachable && f.differing_runs > 1 {
+        r.raise(
+            Level::Warning,
+            format!(
+                "this host's token is not the fleet's for the last {} runs ({}): journalctl -u \
+                 wxtoken says why (a token Redis holds that wxtoken does not believe, a follower \
+                 waiting for a host that fetches)",
+                f.differing_runs, f.role
+            ),
+        );
+    }
 }
 
 /// The last failure as an admin acts on it: for a WeChat errcode, the code and WeChat's fix;
@@ -418,6 +454,17 @@ fn render_json(r: &Report, args: &StatusArgs) -> String {
         "crit": args.crit,
         "tickets": tickets,
         "last_base": r.last_base,
+        "fleet": r.fleet.as_ref().map(|f| json!({
+            "role": f.role,
+            "redis_reachable": f.reachable,
+            "unreachable_runs": f.unreachable_runs,
+            "same_token": f.same_token,
+            "differing_runs": f.differing_runs,
+            "last_refresh": f.refreshed_at,
+            "refreshed_by": f.refreshed_by,
+            "force_refresh_used": f.force_refresh_used,
+            "clock_skew": f.clock_skew,
+        })),
     });
     let mut s = serde_json::to_string_pretty(&v).expect("plain value serializes");
     s.push('\n');

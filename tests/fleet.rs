@@ -142,7 +142,7 @@ impl Redis {
 
     /// The fleet's token as Redis holds it.
     fn token(&self, api: &str) -> Option<String> {
-        let raw = self.get(&format!("wxtoken:{DEFAULT_APPID}:{api}:token"))?;
+        let raw = self.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:{api}:token"))?;
         let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
         Some(v["access_token"].as_str().unwrap().to_string())
     }
@@ -250,13 +250,13 @@ fn three_hosts_twenty_runs_each_at_once_make_one_fetch() {
     for site in &hosts {
         assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
     }
-    let pttl = redis.pttl(&format!("wxtoken:{DEFAULT_APPID}:legacy:token"));
+    let pttl = redis.pttl(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"));
     assert!(
         (7_100_000..=7_200_000).contains(&pttl),
         "the key lives as long as the token: {pttl} ms"
     );
     assert_eq!(
-        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:lock")),
+        redis.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock")),
         None,
         "the lock was released"
     );
@@ -288,7 +288,7 @@ fn redis_stopped_mid_run_keeps_every_file_and_fetches_nothing_then_recovers() {
     // while host 0's request is in flight.
     fake.set_default(Behaviour::Delay(1500, Box::new(Behaviour::Normal)));
     let leader = host(&hosts[0], &fake, &redis).arg("--force").spawn();
-    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    let lock = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock");
     wait_for("the leader's lock", Duration::from_secs(10), || {
         redis.get(&lock).is_some()
     });
@@ -399,7 +399,7 @@ fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
         .args(&["--max-time", &lock_for.to_string()])
         .spawn();
     let started = Instant::now();
-    let lock = format!("wxtoken:{DEFAULT_APPID}:legacy:lock");
+    let lock = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:lock");
     wait_for(
         "the leader's hanging request",
         Duration::from_secs(10),
@@ -455,7 +455,7 @@ fn a_leader_killed_while_holding_the_lock_is_taken_over_within_its_expiry() {
 }
 
 #[test]
-fn a_follower_never_calls_wechat() {
+fn a_follower_never_fetches() {
     let Some(redis) = Redis::start() else { return };
     let fake = FakeWeChat::start();
     let (leader, follower) = (Site::new(), Site::new());
@@ -470,7 +470,8 @@ fn a_follower_never_calls_wechat() {
     follow().run().expect(0).stderr_has("from the fleet");
     let token = file_token(&leader).unwrap();
     assert_eq!(file_token(&follower).as_deref(), Some(token.as_str()));
-    // An app on the follower reports the token: forwarded, not probed by the follower...
+    // An app on the follower reports the token: a probe is not a fetch, so the follower checks
+    // it itself (WeChat still accepts it: kept, and the report is cleared for the fleet).
     Cmd::new(&[
         "report-stale",
         "--out",
@@ -479,19 +480,16 @@ fn a_follower_never_calls_wechat() {
     ])
     .run()
     .expect(0);
-    follow().run().expect(0).stderr_has("forwarded");
-    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 0);
-    assert_eq!(fake.requests().len(), 1, "the follower called nobody");
-    // ...but by the next host that may (WeChat still accepts it: kept, the report cleared).
-    host(&leader, &fake, &redis)
-        .run()
-        .expect(0)
-        .stderr_has("WeChat accepts it");
+    follow().run().expect(0).stderr_has("WeChat accepts it");
     assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1);
+    assert_eq!(fake.token_calls(), 1, "the follower fetched nothing");
     assert_eq!(
-        redis.get(&format!("wxtoken:{DEFAULT_APPID}:legacy:report")),
+        redis.get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:report")),
         None
     );
+    // The leader, next, has nothing left to check.
+    host(&leader, &fake, &redis).run().expect(0);
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1);
     Cmd::new(&["refresh"])
         .args(&["--follower", "--appid", DEFAULT_APPID])
         .args(&["--secret-file", follower.secret.to_str().unwrap()])
@@ -913,7 +911,7 @@ fn tickets_are_fetched_once_for_the_fleet_and_mirrored_by_followers() {
     assert_eq!(fake.token_calls(), 1);
     assert_eq!(fake.ticket_calls(), 1, "one ticket fetch for the fleet");
     let raw = redis
-        .get(&format!("wxtoken:{DEFAULT_APPID}:legacy:ticket:jsapi"))
+        .get(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:ticket:jsapi"))
         .unwrap();
     let in_redis: serde_json::Value = serde_json::from_str(&raw).unwrap();
     for site in &hosts {
@@ -1064,7 +1062,7 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
     use wxtoken::fleet::{Fleet, Turn};
     let mut fleet = Fleet::connect(&fc, &deadline).unwrap();
     // This run saw no token; another host publishes one before the run takes the lock.
-    let key = |name: &str| format!("wxtoken:{DEFAULT_APPID}:legacy:{name}");
+    let key = |name: &str| format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:{name}");
     redis::cmd("SET")
         .arg(key("token"))
         .arg("published meanwhile")
@@ -1086,4 +1084,728 @@ fn a_lock_taken_after_the_token_changed_is_released_at_once() {
     assert_eq!(redis.get(&key("lock")).as_deref(), Some(value.as_str()));
     fleet.unlock("lock", &value);
     assert_eq!(redis.get(&key("lock")), None);
+}
+
+/// Runs `cmd` with the host clock `host` seconds ahead (libfaketime, monotonic clock left alone)
+/// and the fleet's clock (Redis's TIME, through the debug builds' WXTOKEN_TEST_FLEET_CLOCK) `fleet`
+/// seconds ahead: how the tests move a fleet through hours in seconds.
+fn run_at(cmd: &mut Cmd, host: i64, fleet: i64) -> common::Run {
+    let out = cmd
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("WXTOKEN_TEST_FLEET_CLOCK", &fleet.to_string())
+        .command_with_prefix(&["faketime", "-f", &format!("{host:+}s")])
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::new(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Redis's clock (unix seconds), as the fleet reads it.
+fn redis_now(redis: &Redis) -> u64 {
+    let (secs, _): (u64, u64) = redis::cmd("TIME")
+        .query(&mut redis.try_conn().unwrap())
+        .unwrap();
+    secs
+}
+
+/// A token value for the fleet's key, as a host (or an impostor) would write it.
+fn token_json(
+    token: &str,
+    appid: &str,
+    expires_in: u64,
+    refreshed_at: u64,
+    lifetime: u64,
+) -> String {
+    serde_json::json!({
+        "access_token": token,
+        "expires_in": expires_in,
+        "expires_at": refreshed_at + lifetime,
+        "expire_time": refreshed_at + lifetime,
+        "refreshed_at": refreshed_at,
+        "appid": appid,
+        "api": "legacy",
+    })
+    .to_string()
+}
+
+fn set_fleet_token(redis: &Redis, value: &str) {
+    redis::cmd("SET")
+        .arg(format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"))
+        .arg(value)
+        .arg("EX")
+        .arg(7200)
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+}
+
+#[test]
+fn forged_oversized_and_foreign_values_in_redis_are_never_adopted() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    host(&leader, &fake, &redis).run().expect(0);
+    host(&follower, &fake, &redis)
+        .arg("--follower")
+        .run()
+        .expect(0);
+    let mut good = file_token(&leader).unwrap();
+    let now = redis_now(&redis);
+    let mut oversized: serde_json::Value =
+        serde_json::from_str(&token_json("80_OVERSIZED", DEFAULT_APPID, 7200, now, 7200)).unwrap();
+    oversized["padding"] = "x".repeat(70_000).into();
+    let bad = [
+        (
+            "forged: a day's lifetime",
+            token_json("80_FORGED", DEFAULT_APPID, 86_400, now, 86_400),
+        ),
+        (
+            "a lifetime over 7200 s",
+            token_json("80_LONGER", DEFAULT_APPID, 7300, now, 7300),
+        ),
+        (
+            "written an hour ahead of Redis's clock",
+            token_json("80_AHEAD", DEFAULT_APPID, 7200, now + 3600, 7200),
+        ),
+        ("over 64 KiB", oversized.to_string()),
+        (
+            "another appid's",
+            token_json("80_FOREIGN", "wx00000000000000ff", 7200, now, 7200),
+        ),
+    ];
+    for (what, value) in &bad {
+        set_fleet_token(&redis, value);
+        host(&follower, &fake, &redis)
+            .args(&["--follower", "--max-time", "3"])
+            .run()
+            .expect(0);
+        assert_eq!(
+            file_token(&follower).as_deref(),
+            Some(good.as_str()),
+            "{what}"
+        );
+        host(&leader, &fake, &redis)
+            .run()
+            .expect(0)
+            .stderr_has(&format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token"));
+        assert_eq!(
+            file_token(&leader).as_deref(),
+            Some(good.as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            redis.token("legacy").as_deref(),
+            Some(good.as_str()),
+            "{what}: replaced in Redis by the leader's token"
+        );
+        // A host with no token of its own fetches as if Redis held nothing.
+        set_fleet_token(&redis, value);
+        let newcomer = Site::new();
+        host(&newcomer, &fake, &redis).run().expect(0);
+        let got = file_token(&newcomer).unwrap();
+        assert!(fake.is_valid(&got), "{what}: {got}");
+        assert_eq!(
+            redis.token("legacy").as_deref(),
+            Some(got.as_str()),
+            "{what}"
+        );
+        // The next round starts from the fleet's real token again.
+        host(&leader, &fake, &redis).run().expect(0);
+        host(&follower, &fake, &redis)
+            .arg("--follower")
+            .run()
+            .expect(0);
+        let now_good = file_token(&leader).unwrap();
+        assert!(fake.is_valid(&now_good));
+        assert_eq!(file_token(&follower), Some(now_good.clone()));
+        good = now_good;
+    }
+}
+
+/// A token that looks right (this appid, 7200 s, times that agree with Redis's clock) but that
+/// WeChat never issued: only a probe tells. A follower probes too, at the fleet's shared rate.
+#[test]
+fn a_follower_recovers_from_a_forged_token_within_one_probe_interval() {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // The leader never probes on its own: only the follower's probe can find the forgery.
+    let lead = |t: i64| run_at(&mut host(&leader, &fake, &redis), t, t);
+    let follow = |t: i64, max: &str| {
+        let mut c = host(&follower, &fake, &redis);
+        c.args(&["--follower", "--probe-every", "60", "--max-time", max]);
+        run_at(&mut c, t, t)
+    };
+    lead(0).expect(0);
+    follow(0, "3").expect(0);
+    let forged = "80_FORGED_BUT_WELL_FORMED";
+    set_fleet_token(
+        &redis,
+        &token_json(forged, DEFAULT_APPID, 7200, redis_now(&redis), 7200),
+    );
+    follow(0, "3").expect(0);
+    lead(0).expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(forged));
+    // One probe interval later the follower checks it and finds it dead. No host that fetches
+    // runs within its --max-time: exit 75, and its file no longer claims a life the token has not.
+    fake.advance(61);
+    follow(61, "3").expect(75).stderr_has("WeChat rejects");
+    let claimed = site_token_json(&follower)["expires_at"].as_u64().unwrap();
+    assert!(
+        claimed <= wxtoken::clock::unix_now() + 62,
+        "the dead token's file says it expires at {claimed}"
+    );
+    // The leader acts on the fleet's verdict: the follower waiting meanwhile takes its token.
+    let mut c = host(&follower, &fake, &redis);
+    c.args(&["--follower", "--probe-every", "60", "--max-time", "15"]);
+    let waiting = c
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("WXTOKEN_TEST_FLEET_CLOCK", "61")
+        .command_with_prefix(&["faketime", "-f", "+61s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let probe = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:probe");
+    wait_for("the follower's verdict", Duration::from_secs(10), || {
+        redis.get(&probe).is_some()
+    });
+    lead(61).expect(0).stderr_has("found the token dead");
+    finish(waiting).expect(0);
+    let new = file_token(&leader).unwrap();
+    assert!(fake.is_valid(&new));
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+    assert_eq!(fake.calls("/cgi-bin/get_api_domain_ip"), 1, "one probe");
+    assert_eq!(fake.token_calls(), 2);
+
+    // Redis restarted empty while the follower's file held a forgery claiming more life than the
+    // leader's token: the follower mirrors the fleet, it has no token of its own to keep.
+    let mut forged_file = site_token_json(&follower);
+    forged_file["access_token"] = "80_FORGED_IN_THE_FILE".into();
+    forged_file["refreshed_at"] = (forged_file["refreshed_at"].as_u64().unwrap() + 100).into();
+    forged_file["expires_at"] = (forged_file["expires_at"].as_u64().unwrap() + 100).into();
+    forged_file["expire_time"] = forged_file["expires_at"].clone();
+    fs::write(&follower.out, forged_file.to_string()).unwrap();
+    redis::cmd("FLUSHALL")
+        .query::<()>(&mut redis.try_conn().unwrap())
+        .unwrap();
+    lead(61).expect(0).stderr_has("published this host's token");
+    follow(61, "3").expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+}
+
+fn site_token_json(site: &Site) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(&site.out).unwrap()).unwrap()
+}
+
+/// The leader replaced a token the fleet found dead before the follower's next run: that run
+/// takes the replacement from Redis at once instead of waiting for a newer one.
+#[test]
+fn a_follower_takes_a_replacement_already_in_redis_on_its_first_run() {
+    let Some(redis) = Redis::start() else { return };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    // Well formed, a minute ahead (within the clock slack), so it outlives a fresh fetch.
+    let forged = "80_FORGED_A_MINUTE_AHEAD";
+    set_fleet_token(
+        &redis,
+        &token_json(forged, DEFAULT_APPID, 7200, redis_now(&redis) + 60, 7200),
+    );
+    host(&leader, &fake, &redis).run().expect(0);
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--max-time", "3"])
+        .run()
+        .expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(forged));
+    Cmd::new(&["report-stale", "--out", leader.out.to_str().unwrap()])
+        .arg(&wxtoken::api::digest(forged))
+        .run()
+        .expect(0);
+    host(&leader, &fake, &redis)
+        .run()
+        .expect(0)
+        .stderr_has("WeChat rejects");
+    let new = file_token(&leader).unwrap();
+    assert!(fake.is_valid(&new));
+    host(&follower, &fake, &redis)
+        .args(&["--follower", "--max-time", "3"])
+        .run()
+        .expect(0);
+    assert_eq!(file_token(&follower).as_deref(), Some(new.as_str()));
+    assert_eq!(fake.token_calls(), 1);
+}
+
+/// WeChat allows 20 force_refresh calls a day per account, 30 s apart, whichever host makes
+/// them: three hosts with ten --force-new each, 31 s apart in turn, get 20 through, and the rest
+/// exit 75 naming the budget. A host that cannot reach Redis spends none.
+#[test]
+fn three_hosts_share_one_force_refresh_budget() {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let stable = |site: &Site| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--api", "stable", "--max-time", "5"]);
+        c
+    };
+    for site in &hosts {
+        stable(site).run().expect(0);
+    }
+    let mut refused = 0;
+    for i in 0..30 {
+        let t = 31 * (i + 1);
+        fake.advance(31);
+        let r = run_at(stable(&hosts[i as usize % 3]).arg("--force-new"), t, t);
+        if i < 20 {
+            r.expect(0);
+        } else {
+            r.expect(75).stderr_has("force_refresh budget is used up");
+            refused += 1;
+        }
+    }
+    assert_eq!(fake.force_refresh_calls(), 20, "the account's budget");
+    assert_eq!(refused, 10);
+    // Redis unreachable, fetching on its own: never with force_refresh.
+    let mut c = stable(&hosts[0]);
+    c.set("--redis", "redis://127.0.0.1:1");
+    c.args(&["--redis-fallback-fetch", "--force-new"]);
+    fake.advance(31);
+    run_at(&mut c, 31 * 31, 31 * 31)
+        .expect(75)
+        .stderr_has("budget is counted in Redis");
+    assert_eq!(fake.force_refresh_calls(), 20);
+}
+
+/// Two hosts whose clocks are `skew` s apart, legacy API, 20 timer ticks each (600 s apart on
+/// the fleet's clock): the fetches a single host would make (one per window), no token moving
+/// back and forth, and every file's token accepted by WeChat after every run.
+fn skewed_hosts(skew: i64) {
+    let Some(redis) = Redis::start() else { return };
+    if !require_tool("faketime") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let (a, b) = (Site::new(), Site::new());
+    let tick = |site: &Site, host_clock: i64, fleet_clock: i64| {
+        let mut c = host(site, &fake, &redis);
+        c.args(&["--margin", "900", "--max-time", "10"]);
+        run_at(&mut c, host_clock, fleet_clock).expect(0);
+    };
+    let mut seen = Vec::new();
+    for k in 0..20i64 {
+        let t = 600 * k;
+        if k > 0 {
+            fake.advance(600);
+        }
+        // Who runs first alternates: either host may be the one that fetches.
+        let order: [(&Site, i64); 2] = if k % 2 == 0 {
+            [(&a, t), (&b, t + skew)]
+        } else {
+            [(&b, t + skew), (&a, t)]
+        };
+        for (site, clock) in order {
+            tick(site, clock, t);
+            let token = file_token(site).unwrap();
+            assert!(
+                fake.is_valid(&token),
+                "tick {k}: a host kept a token WeChat no longer accepts"
+            );
+            if seen.last() != Some(&token) {
+                assert!(!seen.contains(&token), "tick {k}: an older token came back");
+                seen.push(token);
+            }
+        }
+        assert_eq!(file_token(&a), file_token(&b), "tick {k}");
+    }
+    // One host alone: a fetch at 0, the next at 6600 (600 s left, within the margin of 900).
+    assert_eq!(fake.token_calls(), 2, "one fetch per window");
+}
+
+#[test]
+fn hosts_300_s_apart_fetch_once_per_window() {
+    skewed_hosts(300);
+}
+
+#[test]
+fn hosts_an_hour_apart_fetch_once_per_window() {
+    skewed_hosts(-3600);
+}
+
+/// The redis crate resolves the host name with getaddrinfo, which no timeout bounds: a name whose
+/// DNS server never answers cost the resolver's retries (10 s and more) whatever --max-time said.
+/// Here, in a network and mount namespace of its own (unshare), /etc/resolv.conf names a stub on
+/// 127.0.0.1:53 that reads nothing and answers nothing.
+#[test]
+fn a_redis_name_whose_dns_never_answers_costs_max_time_not_the_resolvers_retries() {
+    if !require_tool("unshare") || !require_tool("python3") || !require_tool("ip") {
+        return;
+    }
+    let fake = FakeWeChat::start();
+    let site = Site::new();
+    let dir = site.dir.path();
+    let resolv = dir.join("resolv.conf");
+    fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let ready = dir.join("stub-ready");
+    let script = format!(
+        "set -e\nip link set lo up\nmount --bind {} /etc/resolv.conf\n\
+         python3 -c 'import socket, sys, time\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind((\"127.0.0.1\", 53))\n\
+open(sys.argv[1], \"w\").close()\n\
+time.sleep(30)' {} >/dev/null 2>&1 &\n\
+         while [ ! -e {} ]; do sleep 0.05; done\nexec \"$@\"\n",
+        resolv.display(),
+        ready.display(),
+        ready.display()
+    );
+    let mut c = site.refresh(&fake);
+    c.args(&["--api", "legacy", "--max-time", "3"]);
+    c.set("--redis", "redis://redis.wxtoken-test.example:6379");
+    let cmd = c.command_with_prefix(&["unshare", "-r", "-n", "-m", "sh", "-c", &script, "sh"]);
+    let r = run_bounded(cmd, Duration::from_secs(40));
+    assert!(
+        ready.exists(),
+        "the DNS stub never started: {}",
+        r.run.stderr
+    );
+    assert!(!r.killed);
+    r.run.expect(75).stderr_has("redis.wxtoken-test.example");
+    assert!(
+        r.run.elapsed < Duration::from_millis(4500),
+        "--max-time 3, DNS included: {:?}",
+        r.run.elapsed
+    );
+    assert_eq!(fake.token_calls(), 0);
+    show(&format!(
+        "fleet: a Redis name whose DNS never answers ended the run after {:.2} s (--max-time 3)",
+        r.run.elapsed.as_secs_f64()
+    ));
+}
+
+fn status_json(site: &Site) -> (i32, serde_json::Value) {
+    let r = Cmd::new(&["status", "--json", "--out", site.out.to_str().unwrap()]).run();
+    (r.code, serde_json::from_str(&r.stdout).unwrap())
+}
+
+#[test]
+fn status_and_metrics_show_the_fleet_as_the_last_run_saw_it() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let (leader, follower) = (Site::new(), Site::new());
+    let metrics = follower.dir.path().join("wxtoken.prom");
+    let follow = |redis: &Redis| {
+        let mut c = host(&follower, &fake, redis);
+        c.args(&["--follower", "--max-time", "3"]);
+        c.args(&["--metrics", metrics.to_str().unwrap()]);
+        c
+    };
+    host(&leader, &fake, &redis).run().expect(0);
+    follow(&redis).run().expect(0);
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 0, "{v}");
+    let f = &v["fleet"];
+    assert_eq!(f["role"], "follower", "{v}");
+    assert_eq!(f["redis_reachable"], true);
+    assert_eq!(f["same_token"], true);
+    assert_eq!(f["last_refresh"], leader.read()["refreshed_at"]);
+    assert!(!f["refreshed_by"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!(f["force_refresh_used"], 0);
+    let text = fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "wxtoken_fleet_role{appid=\"wx1234567890abcdef\",api=\"legacy\",role=\"follower\"} 1",
+        "wxtoken_fleet_redis_reachable{appid=\"wx1234567890abcdef\",api=\"legacy\"} 1",
+        "wxtoken_fleet_token_matches{appid=\"wx1234567890abcdef\",api=\"legacy\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    // Redis holds a token the follower does not believe: one run is a blip, two are a warning.
+    let now = redis_now(&redis);
+    set_fleet_token(
+        &redis,
+        &token_json("80_FORGED", DEFAULT_APPID, 86_400, now, 86_400),
+    );
+    follow(&redis).run().expect(0);
+    assert_eq!(status_json(&follower).0, 0);
+    follow(&redis).run().expect(0);
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("not the fleet's for the last 2 runs"),
+        "{v}"
+    );
+    assert!(
+        fs::read_to_string(&metrics)
+            .unwrap()
+            .contains("wxtoken_fleet_token_matches{appid=\"wx1234567890abcdef\",api=\"legacy\"} 0")
+    );
+    // Redis gone for more than three runs.
+    redis.stop();
+    for _ in 0..4 {
+        follow(&redis).run().expect(75);
+    }
+    let (code, v) = status_json(&follower);
+    assert_eq!(code, 1, "{v}");
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("unreachable for the last 4 runs"), "{v}");
+    assert_eq!(v["fleet"]["redis_reachable"], false);
+    assert!(
+        fs::read_to_string(&metrics).unwrap().contains(
+            "wxtoken_fleet_redis_reachable{appid=\"wx1234567890abcdef\",api=\"legacy\"} 0"
+        )
+    );
+}
+
+/// One master, one replica and three sentinels on 127.0.0.1, each with a free port, in one temp
+/// directory; all killed on drop.
+struct SentinelSet {
+    dir: tempfile::TempDir,
+    master: Option<Child>,
+    master_port: u16,
+    replica: Child,
+    replica_port: u16,
+    sentinels: Vec<(Child, u16)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn conn_to(port: u16) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    c.get_connection_with_timeout(Duration::from_secs(1)).ok()
+}
+
+impl SentinelSet {
+    fn start() -> Option<SentinelSet> {
+        if !require_tool("redis-server") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = |port: u16, extra: &[&str]| {
+            let data = dir.path().join(port.to_string());
+            fs::create_dir(&data).unwrap();
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&data)
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server")
+        };
+        let master_port = free_port();
+        let master = server(master_port, &[]);
+        let replica_port = free_port();
+        let replicaof = master_port.to_string();
+        let replica = server(replica_port, &["--replicaof", "127.0.0.1", &replicaof]);
+        let mut set = SentinelSet {
+            master: Some(master),
+            master_port,
+            replica,
+            replica_port,
+            sentinels: Vec::new(),
+            dir,
+        };
+        wait_for("the replica's link", Duration::from_secs(15), || {
+            conn_to(replica_port).is_some_and(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+                    .is_ok_and(|i| i.contains("master_link_status:up"))
+            })
+        });
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = set.dir.path().join(format!("sentinel-{port}.conf"));
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\n\
+                     sentinel failover-timeout mymaster 4000\n",
+                    set.dir.path().display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server --sentinel");
+            set.sentinels.push((child, port));
+        }
+        // Each sentinel must know the replica and the two other sentinels before a failover can
+        // be agreed on (they find each other through the master within a few seconds).
+        for &(_, port) in &set.sentinels {
+            wait_for(
+                "the sentinels to know each other",
+                Duration::from_secs(30),
+                || {
+                    conn_to(port).is_some_and(|mut c| {
+                        let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("sentinels")
+                            .arg("mymaster")
+                            .query(&mut c)
+                            .unwrap_or_default();
+                        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("replicas")
+                            .arg("mymaster")
+                            .query(&mut c)
+                            .unwrap_or_default();
+                        others.len() == 2 && replicas.len() == 1
+                    })
+                },
+            );
+        }
+        Some(set)
+    }
+
+    fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, p)| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/mymaster", nodes.join(","))
+    }
+
+    /// The master's port as the first sentinel names it.
+    fn master_now(&self) -> Option<u16> {
+        let mut c = conn_to(self.sentinels[0].1)?;
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut c)
+            .ok()?;
+        Some(port)
+    }
+
+    fn kill_master(&mut self) {
+        if let Some(mut c) = self.master.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        self.kill_master();
+        let _ = self.replica.kill();
+        let _ = self.replica.wait();
+        for (c, _) in &mut self.sentinels {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Redis Sentinel: the master is killed while a host is fetching (it holds the fleet's lock and
+/// has not published yet). Its publish is retried through the sentinels until the replica is
+/// promoted; the other hosts, ticking meanwhile, wait for the new master and take that token; one
+/// fetch for the window, and every file holds a token WeChat accepts after every run.
+#[test]
+fn a_fleet_rides_a_sentinel_failover() {
+    let Some(mut set) = SentinelSet::start() else {
+        return;
+    };
+    let fake = FakeWeChat::start();
+    let hosts: Vec<Site> = (0..3).map(|_| Site::new()).collect();
+    let url = set.url();
+    let tick = |site: &Site, extra: &[&str]| {
+        let mut c = site.refresh(&fake);
+        c.args(&["--api", "legacy", "--redis", &url, "--probe-every", "0"]);
+        c.args(&["--max-time", "25"]).args(extra);
+        c
+    };
+    let all_valid = |when: &str| {
+        for (i, site) in hosts.iter().enumerate() {
+            let token = file_token(site).unwrap_or_else(|| panic!("{when}: host {i} has no file"));
+            assert!(fake.is_valid(&token), "{when}: host {i}'s token is dead");
+        }
+    };
+    for site in &hosts {
+        tick(site, &[]).run().expect(0);
+    }
+    all_valid("first ticks");
+    assert_eq!(fake.token_calls(), 1);
+    let key = format!("wxtoken:{{{DEFAULT_APPID}}}:legacy:token");
+
+    fake.set_default(Behaviour::Delay(2000, Box::new(Behaviour::Normal)));
+    let leader = tick(&hosts[0], &["--force"]).spawn();
+    wait_for("the leader's request", Duration::from_secs(10), || {
+        fake.token_calls() == 2
+    });
+    set.kill_master();
+    let killed = Instant::now();
+    // The others tick through the failover.
+    let mut others_ran = 0;
+    let mut leader = Some(leader);
+    let mut leader_run = None;
+    while leader_run.is_none() || killed.elapsed() < Duration::from_secs(3) {
+        for site in &hosts[1..] {
+            tick(site, &[]).run().expect(0);
+            others_ran += 1;
+            all_valid("during the failover");
+        }
+        if let Some(l) = leader.as_mut()
+            && l.try_wait().unwrap().is_some()
+        {
+            leader_run = Some(finish(leader.take().unwrap()));
+        }
+    }
+    leader_run
+        .unwrap()
+        .expect(0)
+        .stderr_has("asking the sentinels");
+    assert_eq!(
+        set.master_now(),
+        Some(set.replica_port),
+        "the sentinels promoted the replica"
+    );
+    for site in &hosts {
+        tick(site, &[]).run().expect(0);
+    }
+    all_valid("after the failover");
+    let published = redis::cmd("GET")
+        .arg(&key)
+        .query::<Option<String>>(&mut conn_to(set.replica_port).unwrap())
+        .unwrap()
+        .expect("the token on the new master");
+    let published: serde_json::Value = serde_json::from_str(&published).unwrap();
+    let token = file_token(&hosts[0]).unwrap();
+    assert_eq!(published["access_token"].as_str(), Some(token.as_str()));
+    for site in &hosts {
+        assert_eq!(file_token(site).as_deref(), Some(token.as_str()));
+    }
+    assert_eq!(fake.token_calls(), 2, "one fetch for the window");
+    assert_ne!(set.master_port, set.replica_port);
+    show(&format!(
+        "fleet: Sentinel failover ridden: {others_ran} runs of the other hosts meanwhile, one fetch"
+    ));
 }

@@ -396,7 +396,7 @@ fn online_reads_the_fleets_redis_and_fails_when_it_cannot() {
             .lines()
             .any(|l| l.starts_with("PASS online redis:")
                 && l.contains(&format!(
-                    "wxtoken:{DEFAULT_APPID}:stable:token: nothing yet"
+                    "wxtoken:{{{DEFAULT_APPID}}}:stable:token: nothing yet"
                 ))),
         "{}",
         run.stdout

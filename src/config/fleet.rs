@@ -21,10 +21,13 @@ pub struct FleetConfig {
     /// For rediss:// with --ca-file: the system's bundle plus that file (the redis crate takes
     /// roots in place of the system's, wxtoken's --ca-file adds to them).
     pub(crate) tls_roots: Option<Vec<u8>>,
+    /// redis+sentinel://: the sentinels to ask for the master (`info` then holds the master's
+    /// user, password and database).
+    pub(crate) sentinel: Option<SentinelSpec>,
     pub follower: bool,
     pub fallback_fetch: bool,
     pub publish: Vec<Sdk>,
-    /// `wxtoken:{appid}:{api}`, plus a fingerprint of the corpsecret for WeCom (one corp, many
+    /// `wxtoken:{APPID}:API` (the braces are Redis's hash tag), plus a fingerprint of the corpsecret for WeCom (one corp, many
     /// apps, each with its own token).
     pub namespace: String,
 }
@@ -99,9 +102,17 @@ pub(super) fn check(
     } else {
         "fetches when the fleet needs it, never on its own when Redis is unreachable"
     };
-    let parsed = c.take("redis", parse_url(url), |(_, tls)| {
+    let parsed = c.take("redis", parse_any(url), |(_, tls, sentinel)| {
         let how = if *tls { "TLS" } else { "plain TCP" };
-        format!("{url} ({how}); this host {role}")
+        let via = match sentinel {
+            Some(s) => format!(
+                ", the master {} as {} sentinel(s) name it",
+                s.master,
+                s.nodes.len()
+            ),
+            None => String::new(),
+        };
+        format!("{url} ({how}{via}); this host {role}")
     });
     let password = match password_path(args.redis_password_file.as_deref()) {
         Some(p) => c
@@ -141,7 +152,7 @@ pub(super) fn check(
             publish.push(sdk);
         }
     }
-    let (Some((info, tls)), Some(password), true) = (parsed, password, ok) else {
+    let (Some((info, tls, sentinel)), Some(password), true) = (parsed, password, ok) else {
         return None;
     };
     // No CLIENT SETINFO at connect: one round trip (and one timeout) less, and nothing for an
@@ -160,7 +171,9 @@ pub(super) fn check(
         }
         _ => None,
     };
-    let mut namespace = format!("wxtoken:{appid}:{}", args.api.name());
+    // The appid is the keys' hash tag: a Redis Cluster (or a proxy that shards) keeps one
+    // account's keys, which one script touches together, in one slot.
+    let mut namespace = format!("wxtoken:{{{appid}}}:{}", args.api.name());
     if args.api == Api::Wecom {
         namespace.push(':');
         namespace.push_str(&digest(&format!("wxtoken-redis-namespace:{secret}"))[..16]);
@@ -169,6 +182,7 @@ pub(super) fn check(
         shown: url.to_string(),
         info,
         tls_roots,
+        sentinel,
         follower: args.follower,
         fallback_fetch: args.redis_fallback_fetch,
         publish,
@@ -184,24 +198,49 @@ fn password_path(explicit: Option<&Path>) -> Option<PathBuf> {
     })
 }
 
+/// Where the fleet's Redis is found through Redis Sentinel: the sentinels' addresses and the
+/// name of the master they watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelSpec {
+    pub nodes: Vec<(String, u16)>,
+    pub master: String,
+}
+
 /// `redis://[USER@]HOST[:PORT][/DB]` or `rediss://...`. Refused: a password (it would sit in the
 /// unit's environment and in `ps`), a query or fragment (`#insecure` would switch certificate
 /// checks off), other schemes. Parsed here rather than by the redis crate's URL parser, which
 /// brings the `url` crate and its IDNA machinery (60 KB of the binary) for what is a host, a port
 /// and a number; IDNA host names are refused (Redis hosts are ASCII).
 pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
+    let (info, tls, sentinel) = parse_any(url)?;
+    if sentinel.is_some() {
+        return Err(Error::config(
+            "--redis: a redis+sentinel:// URL where a plain redis:// one is expected",
+        ));
+    }
+    Ok((info, tls))
+}
+
+/// [`parse_url`], and `redis+sentinel://[USER@]HOST[:PORT][,HOST[:PORT]...]/MASTERNAME[/DB]`
+/// (`rediss+sentinel://` for TLS to the sentinels and the master; sentinels' port 26379 by
+/// default): the ConnectionInfo then holds the master's settings (user, password, database) and
+/// the first sentinel's address.
+pub fn parse_any(url: &str) -> Result<(ConnectionInfo, bool, Option<SentinelSpec>)> {
     let bad = |why: &str| {
         Error::config(format!(
-            "--redis: {why}; expected redis://HOST[:PORT][/DB] or rediss://... (a user name may \
-             come before an @; the password goes in --redis-password-file)"
+            "--redis: {why}; expected redis://HOST[:PORT][/DB], rediss://..., or \
+             redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/MASTERNAME[/DB] (a user name may come \
+             before an @; the password goes in --redis-password-file)"
         ))
     };
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(bad("not a redis:// URL"));
     };
-    let tls = match scheme.to_ascii_lowercase().as_str() {
-        "redis" => false,
-        "rediss" => true,
+    let (tls, sentinel) = match scheme.to_ascii_lowercase().as_str() {
+        "redis" => (false, false),
+        "rediss" => (true, false),
+        "redis+sentinel" => (false, true),
+        "rediss+sentinel" => (true, true),
         _ => {
             let shown = crate::text::printable(scheme);
             return Err(bad(&format!(
@@ -210,7 +249,7 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
         }
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (user, hostport) = match authority.rsplit_once('@') {
+    let (user, hostports) = match authority.rsplit_once('@') {
         Some((user, hostport)) => (Some(user), hostport),
         None => (None, authority),
     };
@@ -225,6 +264,80 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
     if rest.contains('?') || rest.contains('#') {
         return Err(bad("a query (?...) or fragment (#...) is not allowed"));
     }
+    let default_port = if sentinel { 26379 } else { 6379 };
+    let mut nodes = Vec::new();
+    for hostport in hostports.split(',') {
+        nodes.push(host_port(hostport, default_port, &bad)?);
+    }
+    if !sentinel && nodes.len() > 1 {
+        return Err(bad(
+            "several hosts are for redis+sentinel:// (the sentinels) only",
+        ));
+    }
+    let (master, db) = if sentinel {
+        let (master, db) = path.split_once('/').unwrap_or((path, ""));
+        let name_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+        if master.is_empty() || master.len() > 128 || !master.bytes().all(name_ok) {
+            return Err(bad(
+                "a redis+sentinel:// URL names the master after the sentinels: \
+                 /MASTERNAME (letters, digits, - . _)",
+            ));
+        }
+        (Some(master.to_string()), db)
+    } else {
+        (None, path)
+    };
+    let db = db.strip_suffix('/').unwrap_or(db);
+    let number = db.len() <= 5 && db.bytes().all(|b| b.is_ascii_digit());
+    if !db.is_empty() && !number {
+        return Err(bad("the path must be a database number such as /0"));
+    }
+    let mut settings = redis::RedisConnectionInfo::default().set_db(db.parse().unwrap_or(0));
+    if let Some(user) = user.filter(|u| !u.is_empty()) {
+        // RFC 3986 userinfo: anything else (a space, a control character) must come %-encoded;
+        // URL parsers disagree on what they would make of it raw.
+        let raw_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+        if !user.bytes().all(raw_ok) {
+            return Err(bad(
+                "the user name holds a character that must be %-encoded (a space or control \
+                 character, non-ASCII)",
+            ));
+        }
+        let user = percent_decode_str(user)
+            .decode_utf8()
+            .map_err(|_| bad("the user name is not valid UTF-8"))?;
+        let user = user.into_owned();
+        settings = settings.set_username(user);
+    }
+    let (host, port) = nodes[0].clone();
+    let info = node_addr(host, port, tls)
+        .into_connection_info()
+        .map_err(|e| bad(&format!("not a valid URL ({e})")))?
+        .set_redis_settings(settings);
+    let spec = master.map(|master| SentinelSpec { nodes, master });
+    Ok((info, tls, spec))
+}
+
+/// The address of one Redis node or sentinel, with TLS (and its certificate checks) or without.
+pub fn node_addr(host: String, port: u16, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    }
+}
+
+/// One `HOST[:PORT]` of a --redis URL.
+fn host_port(
+    hostport: &str,
+    default_port: u16,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<(String, u16)> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (addr, after) = v6
             .split_once(']')
@@ -266,55 +379,59 @@ pub fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
         return Err(bad("0.0.0.0 and :: name no host to connect to"));
     }
     let port = match port {
-        None => 6379,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(bad("the port must be a number from 1 to 65535")),
         },
     };
-    let db = path.strip_suffix('/').unwrap_or(path);
-    let number = db.len() <= 5 && db.bytes().all(|b| b.is_ascii_digit());
-    if !db.is_empty() && !number {
-        return Err(bad("the path must be a database number such as /0"));
-    }
-    let mut settings = redis::RedisConnectionInfo::default().set_db(db.parse().unwrap_or(0));
-    if let Some(user) = user.filter(|u| !u.is_empty()) {
-        // RFC 3986 userinfo: anything else (a space, a control character) must come %-encoded;
-        // URL parsers disagree on what they would make of it raw.
-        let raw_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
-        if !user.bytes().all(raw_ok) {
-            return Err(bad(
-                "the user name holds a character that must be %-encoded (a space or control \
-                 character, non-ASCII)",
-            ));
-        }
-        let user = percent_decode_str(user)
-            .decode_utf8()
-            .map_err(|_| bad("the user name is not valid UTF-8"))?;
-        let user = user.into_owned();
-        settings = settings.set_username(user);
-    }
-    let addr = if tls {
-        ConnectionAddr::TcpTls {
-            host,
-            port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(host, port)
-    };
-    let info = addr
-        .into_connection_info()
-        .map_err(|e| bad(&format!("not a valid URL ({e})")))?
-        .set_redis_settings(settings);
-    Ok((info, tls))
+    Ok((host, port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Kind;
+
+    #[test]
+    fn sentinel_urls() {
+        let (info, tls, spec) =
+            parse_any("redis+sentinel://wx@10.0.0.1,10.0.0.2:26380,[::1]/mymaster/3").unwrap();
+        assert!(!tls);
+        assert_eq!(
+            spec,
+            Some(SentinelSpec {
+                nodes: vec![
+                    ("10.0.0.1".into(), 26379),
+                    ("10.0.0.2".into(), 26380),
+                    ("::1".into(), 26379)
+                ],
+                master: "mymaster".into()
+            })
+        );
+        assert_eq!(info.redis_settings().db(), 3);
+        assert_eq!(info.redis_settings().username(), Some("wx"));
+        let (_, tls, spec) = parse_any("rediss+sentinel://s.example/m").unwrap();
+        assert!(tls);
+        assert_eq!(spec.unwrap().nodes, [("s.example".to_string(), 26379)]);
+        assert!(parse_any("redis://127.0.0.1").unwrap().2.is_none());
+        for (url, why) in [
+            ("redis+sentinel://u:hunter2@h/m", "holds a password"),
+            ("redis+sentinel://h1,h2", "MASTERNAME"),
+            ("redis+sentinel://h1,h2/", "MASTERNAME"),
+            ("redis+sentinel://h1/m x", "MASTERNAME"),
+            ("redis+sentinel://h1/m/x", "database number"),
+            ("redis+sentinel://h1,,h2/m", "no host"),
+            ("redis+sentinel://h1:0/m", "port"),
+            ("redis://h1,h2/0", "sentinel"),
+        ] {
+            let e = parse_any(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} accepted"));
+            assert!(e.message.contains(why), "{url}: {}", e.message);
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+        }
+    }
 
     #[test]
     fn urls() {

@@ -200,6 +200,8 @@ pub struct RunState {
     /// What runs could not remove from `requests/` and set aside in `.requests.old`, as the
     /// last look there found it (None: nothing is left there).
     pub requests_stuck: Option<Stuck>,
+    /// What the last run saw of the fleet (`--redis`), for `status` and `--metrics`.
+    pub fleet: Option<FleetSeen>,
 }
 
 /// Entries in `requests/` that this user cannot remove (a reader's non-empty directory), set
@@ -213,6 +215,28 @@ pub struct Stuck {
     pub owners: Vec<u32>,
     /// When the set-aside place was last emptied of what could be removed.
     pub swept_at: u64,
+}
+
+/// The fleet as a run saw it. Times on this host's clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetSeen {
+    /// "leader" (may fetch) or "follower".
+    pub role: String,
+    pub reachable: bool,
+    /// Runs in a row that could not reach Redis.
+    pub unreachable_runs: u32,
+    /// This host's file held the fleet's token when the run ended.
+    pub same_token: bool,
+    /// Runs in a row that ended with a file token other than the fleet's.
+    pub differing_runs: u32,
+    /// When the fleet's token was fetched, and by which host (as it named itself).
+    pub refreshed_at: u64,
+    pub refreshed_by: String,
+    /// force_refresh calls the fleet made in the last 24 h (the shared budget).
+    pub force_refresh_used: u64,
+    /// Redis's clock minus this host's, seconds.
+    pub clock_skew: i64,
 }
 
 /// A hook that has not delivered the current token yet.

@@ -5,7 +5,7 @@ use log::{debug, error, info};
 use crate::clock::unix_now;
 use crate::config::fleet::FleetConfig;
 use crate::error::Result;
-use crate::fleet::{Fleet, believe_ticket, ticket_key};
+use crate::fleet::{Fleet, ticket_key};
 use crate::sdk::{Entry, Sdk};
 use crate::store::TokenFile;
 use crate::tickets;
@@ -64,8 +64,9 @@ fn deliver(
         let Some(raw) = fleet.get(&name)? else {
             continue;
         };
-        let same =
-            believe_ticket(&raw, ty, &cfg.appid, now).is_some_and(|t| t.ticket == local.ticket);
+        let same = fleet
+            .believe_ticket(&raw, ty, &cfg.appid)
+            .is_some_and(|t| t.ticket == local.ticket);
         let entries: Vec<Entry> = fc
             .publish
             .iter()

@@ -18,6 +18,10 @@ use crate::wechat::{Client, Grant, Probe};
 use super::{Obtained, Source};
 use crate::run::{REPORT_PROBE_INTERVAL, Run, context, likely_cause};
 
+/// A budget beyond this host's run state that a force_refresh must also fit in (the fleet's):
+/// Err when it does not, and the call is not made.
+pub(super) type SharedBudget<'b> = dyn FnMut(&mut Run) -> Result<()> + 'b;
+
 /// This host's own WeChat client, built on first use: a run that finds everything fresh never
 /// loads the trust store.
 #[derive(Default)]
@@ -158,8 +162,9 @@ impl Direct {
     }
 
     /// Reserves a force_refresh within WeChat's budget (waiting out the 30 s gap if the run's
-    /// time allows) and records it before the call is made.
-    fn reserve_force(&mut self, run: &mut Run) -> Result<()> {
+    /// time allows), then from `shared` (the fleet's budget, for every host of the account), and
+    /// records it before the call is made.
+    fn reserve_force(&mut self, run: &mut Run, shared: &mut SharedBudget) -> Result<()> {
         let now = unix_now();
         let wait = run.st.force_allowed(now).map_err(|why| {
             Error::temp(format!(
@@ -179,6 +184,7 @@ impl Direct {
             info!("waiting {wait} s: WeChat wants 30 s between two force_refresh calls");
             run.deadline.sleep(std::time::Duration::from_secs(wait));
         }
+        shared(run)?;
         run.st.record_force(unix_now());
         run.dirty = true;
         run.save_state()
@@ -194,6 +200,18 @@ impl Direct {
         why: &str,
         rotate: bool,
     ) -> Result<Obtained> {
+        self.refresh_token_within(run, current, why, rotate, &mut |_| Ok(()))
+    }
+
+    /// [`Direct::refresh_token`], with every force_refresh also reserved from `shared`.
+    pub(super) fn refresh_token_within(
+        &mut self,
+        run: &mut Run,
+        current: Option<&Current>,
+        why: &str,
+        rotate: bool,
+        shared: &mut SharedBudget,
+    ) -> Result<Obtained> {
         debug!("refreshing: {why}");
         let cfg = run.cfg;
         let known_dead = current.is_some_and(|c| run.st.dead.as_deref() == Some(&c.digest));
@@ -208,7 +226,7 @@ impl Direct {
         let mut prepared = cfg.store.prepare(&extra)?;
         let mut force = rotate && cfg.api == Api::Stable;
         if force {
-            self.reserve_force(run)?;
+            self.reserve_force(run, shared)?;
         }
         let mut now = unix_now();
         let mut grant = self.fetch(run, current, force, now)?;
@@ -223,7 +241,7 @@ impl Direct {
                 "the stable API handed back the token WeChat rejects; asking for a new one with \
                  force_refresh"
             );
-            self.reserve_force(run)?;
+            self.reserve_force(run, shared)?;
             force = true;
             now = unix_now();
             grant = self.fetch(run, current, force, now)?;
