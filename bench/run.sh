@@ -50,7 +50,7 @@ SH
 state=$dir/state/.wxtoken-state.json
 cat >"$dir/revoke-and-report.sh" <<SH
 set -e
-jq '.last_probe_at = 0 | .force_refresh_at = [] | .probes_today = 0' "$state" >"$state.new"
+jq '.last_probe_at = 0 | .force_refresh_at = [] | .probes_today = 0 | .report_probes_today = 0 | .periodic_probes_today = 0' "$state" >"$state.new"
 mv "$state.new" "$state"
 curl -sf "$ctl/revoke?appid=$appid" >/dev/null
 jq -j .access_token "$WXTOKEN_OUT" | "$bin" report-stale - 2>/dev/null

@@ -37,6 +37,9 @@ pub struct Cli {
 // Parsed once per process: the size of the biggest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
+// A timer tick parses `refresh` alone: the other subcommands' arguments are built only when one
+// of them is run (or by `Command::build`, for `--config` and the man pages).
+#[command(defer = true)]
 pub enum Command {
     /// Refresh the token file if it is missing, stale or close to expiry (run by the timer).
     Refresh(RefreshCmd),

@@ -303,6 +303,8 @@ pub fn apply_settings(
     settings: &[Setting],
     at: &dyn Fn(usize, &str) -> String,
 ) -> Result<clap::Command, String> {
+    // Every subcommand's arguments, deferred until now, so that each key finds its flag.
+    cmd.build();
     let mut seen: Vec<&str> = Vec::new();
     for s in settings {
         if let Some(why) = refused(s) {
@@ -348,10 +350,25 @@ pub fn apply_settings(
             // clap (without its "string" feature) keeps defaults as &'static str: a one-shot
             // process leaks these few bytes once.
             let value: &'static str = Box::leak(s.value.clone().into_boxed_str());
+            // In place: the command is built, and mut_arg / mut_subcommand would reorder what
+            // the parser has already indexed.
+            let set = |a: clap::Arg| {
+                if a.get_id() == id.as_str() {
+                    a.default_value(value)
+                } else {
+                    a
+                }
+            };
             cmd = if sub.is_empty() {
-                cmd.mut_arg(id, |a| a.default_value(value))
+                cmd.mut_args(set)
             } else {
-                cmd.mut_subcommand(sub, |sc| sc.mut_arg(id, |a| a.default_value(value)))
+                cmd.mut_subcommands(|sc| {
+                    if sc.get_name() == sub {
+                        sc.mut_args(set)
+                    } else {
+                        sc
+                    }
+                })
             };
         }
         if !found {
