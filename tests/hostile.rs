@@ -10,37 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-use wxtoken::api::digest;
-
-fn now() -> u64 {
-    wxtoken::clock::unix_now()
-}
-
-fn probes(fake: &FakeWeChat) -> usize {
-    fake.calls("/cgi-bin/get_api_domain_ip")
-}
-
-fn run_state(site: &Site) -> Value {
-    serde_json::from_slice(&fs::read(site.state_dir().join(".wxtoken-state.json")).unwrap())
-        .unwrap()
-}
-
-fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
-    let mut v: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
-    f(&mut v);
-    fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-}
-
-fn report(site: &Site, token: &str) -> Run {
-    Cmd::new(&[
-        "report-stale",
-        "--out",
-        site.out.to_str().unwrap(),
-        &digest(token),
-    ])
-    .run()
-}
 
 fn status(site: &Site) -> Cmd {
     Cmd::new(&["status", "--out", site.out.to_str().unwrap()])

@@ -5,43 +5,11 @@ mod common;
 mod fake;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, DEFAULT_APPID, FakeWeChat, Site};
+use common::{Behaviour, DEFAULT_APPID, FakeWeChat, Site, edit, now, probes, report, run_state};
 use serde_json::Value;
 use wxtoken::api::digest;
-
-fn probes(fake: &FakeWeChat) -> usize {
-    fake.calls("/cgi-bin/get_api_domain_ip")
-}
-
-fn run_state(site: &Site) -> Value {
-    serde_json::from_slice(&fs::read(site.state_dir().join(".wxtoken-state.json")).unwrap())
-        .unwrap()
-}
-
-/// Rewrites fields of the token file, as a hand (or a clock) could have left them.
-fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
-    let mut v: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
-    f(&mut v);
-    fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-}
-
-fn now() -> u64 {
-    wxtoken::clock::unix_now()
-}
-
-/// What an app does when WeChat answers 40001: `wxtoken report-stale DIGEST`.
-fn report(site: &Site, token: &str) -> common::Run {
-    common::Cmd::new(&[
-        "report-stale",
-        "--out",
-        site.out.to_str().unwrap(),
-        &digest(token),
-    ])
-    .run()
-}
 
 #[test]
 fn a_legacy_fetch_by_another_program_is_found_by_the_periodic_probe() {

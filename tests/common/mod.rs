@@ -444,3 +444,36 @@ pub fn nested_cargo() -> Command {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     cmd
 }
+
+/// Token checks the fake answered (get_api_domain_ip).
+pub fn probes(fake: &FakeWeChat) -> usize {
+    fake.calls("/cgi-bin/get_api_domain_ip")
+}
+
+/// The run state (`.wxtoken-state.json`) beside the site's token file.
+pub fn run_state(site: &Site) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(site.state_dir().join(".wxtoken-state.json")).unwrap())
+        .unwrap()
+}
+
+/// Rewrites fields of a JSON file, as a hand (or a clock) could have left them.
+pub fn edit(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+pub fn now() -> u64 {
+    wxtoken::clock::unix_now()
+}
+
+/// What an app does when WeChat answers 40001: `wxtoken report-stale DIGEST`.
+pub fn report(site: &Site, token: &str) -> Run {
+    Cmd::new(&[
+        "report-stale",
+        "--out",
+        site.out.to_str().unwrap(),
+        &wxtoken::api::digest(token),
+    ])
+    .run()
+}
