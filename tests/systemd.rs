@@ -154,11 +154,12 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// What both container tests need: root, systemd-nspawn, the cached root or debootstrap, make.
-fn nspawn_requirements(test: &str) -> bool {
+/// What the container tests need: root, systemd-nspawn, the cached root `name` (under
+/// WXTOKEN_TEST_CACHE) or debootstrap to make it, make.
+fn nspawn_requirements_for(test: &str, name: &str) -> bool {
     let cache_root =
         std::env::var("WXTOKEN_TEST_CACHE").unwrap_or_else(|_| "/var/cache/wxtoken-test".into());
-    let cached = Path::new(&cache_root).join("bookworm").is_dir();
+    let cached = Path::new(&cache_root).join(name).is_dir();
     require(test, is_root(), "needs root (systemd-nspawn, debootstrap)")
         && require(
             test,
@@ -171,6 +172,11 @@ fn nspawn_requirements(test: &str) -> bool {
             "debootstrap is not installed and no cached root exists (apt-get install debootstrap)",
         )
         && require(test, has_command("make"), "make is not installed")
+}
+
+/// The Debian 12 root the unit and package tests boot.
+fn nspawn_requirements(test: &str) -> bool {
+    nspawn_requirements_for(test, "bookworm")
 }
 
 /// An example's binary (the fake WeChat server, gen-docs). Built every time (a no-op when it is
@@ -308,24 +314,10 @@ fn dist_tarball(test: &str) -> PathBuf {
     .clone()
 }
 
-/// What the reach tests need: root, systemd-nspawn, the cached Debian 11 root or debootstrap,
-/// make, cargo-zigbuild (the tarball's portable binary).
+/// What the reach tests need: the Debian 11 root, and cargo-zigbuild (the tarball's portable
+/// binary).
 fn reach_requirements(test: &str) -> bool {
-    let cache_root =
-        std::env::var("WXTOKEN_TEST_CACHE").unwrap_or_else(|_| "/var/cache/wxtoken-test".into());
-    let cached = Path::new(&cache_root).join("bullseye-cron").is_dir();
-    require(test, is_root(), "needs root (systemd-nspawn, debootstrap)")
-        && require(
-            test,
-            has_command("systemd-nspawn"),
-            "systemd-nspawn is not installed (apt-get install systemd-container)",
-        )
-        && require(
-            test,
-            cached || has_command("debootstrap"),
-            "debootstrap is not installed and no cached root exists (apt-get install debootstrap)",
-        )
-        && require(test, has_command("make"), "make is not installed")
+    nspawn_requirements_for(test, "bullseye-cron")
         && require(test, has_zigbuild(), ZIGBUILD_MISSING)
 }
 
