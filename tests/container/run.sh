@@ -90,16 +90,8 @@ echo "MEASURED image size $image_bytes bytes (podman image inspect), root filesy
 echo "MEASURED image build $(secs "$t0" "$t_build") s"
 
 # 3. The fake WeChat API on 127.0.0.1, the secret and the token directory on this host.
-"$fake_bin" --listen 127.0.0.1:0 --exit-after 300 >"$work/fake.log" 2>&1 &
-fake_pid=$!
-url=
-for _ in $(seq 100); do
-    url=$(grep -o 'listening on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^listening on //') || true
-    [ -n "$url" ] && break
-    kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log" >&2; die "fake WeChat server exited"; }
-    sleep 0.1
-done
-[ -n "$url" ] || die "the fake WeChat server did not print its address"
+. "$(dirname "$0")/../systemd/fake.sh"
+start_fake "$work/fake.log" --exit-after 300
 
 printf '%s' "$secret_text" >"$work/secret"
 chown "$uid:$uid" "$work/secret" && chmod 0400 "$work/secret"

@@ -68,18 +68,8 @@ cp -a --reflink=auto "$cache" "$root"
 t_copy=$(date +%s)
 
 # --- The fake WeChat API on the host's loopback (the container shares the network) -------------
-"$fake_bin" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$work/fake.log" 2>&1 &
-fake_pid=$!
-url=
-control=
-for _ in $(seq 100); do
-    url=$(grep -o 'listening on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^listening on //') || true
-    control=$(grep -o 'control on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^control on //') || true
-    [ -n "$url" ] && [ -n "$control" ] && break
-    kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log" >&2; die "fake WeChat server exited"; }
-    sleep 0.1
-done
-[ -n "$url" ] && [ -n "$control" ] || { cat "$work/fake.log" >&2; die "fake WeChat server did not print its addresses"; }
+. "$here/fake.sh"
+start_fake "$work/fake.log" --control 127.0.0.1:0
 log "fake WeChat API at $url, its control endpoint at $control"
 
 # conf NAME APPID SECRET API_BASE [extra lines...]: settings and secret as an admin writes them

@@ -47,16 +47,8 @@ results=$work/results
 mkdir -p "$results"
 cp -a --reflink=auto "$cache" "$root"
 
-"$fake_bin" --listen 127.0.0.1:0 >"$work/fake.log" 2>&1 &
-fake_pid=$!
-url=
-for _ in $(seq 100); do
-    url=$(grep -o 'listening on http://[0-9.:]*' "$work/fake.log" | head -n1 | sed 's/^listening on //') || true
-    [ -n "$url" ] && break
-    kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log" >&2; die "fake WeChat server exited"; }
-    sleep 0.1
-done
-[ -n "$url" ] || die "the fake WeChat server did not print its address"
+. "$here/fake.sh"
+start_fake "$work/fake.log"
 
 install -m0644 "$tarball" "$root/root/wxtoken.tar.gz"
 [ -n "$native" ] && install -Dm0755 "$native" "$root/root/native/wxtoken"
